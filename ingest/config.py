@@ -1,0 +1,64 @@
+"""Index settings, resolved once (argument > environment > default) and passed explicitly."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from ingest.ollama_calls import Timeouts, resolve_host
+
+DEFAULT_DB = ".rag"
+DEFAULT_COLLECTION = "docs"
+DEFAULT_EMBED_MODEL = "nomic-embed-text"
+# 400 cl100k tokens: long enough to hold a paragraph or two with its heading (answers need context),
+# short enough that a question-sized query still matches it closely, and under every common
+# embedder's window (nomic 2048, mxbai 512). Smaller models clamp it (see ingest.embedder).
+DEFAULT_CHUNK_TOKENS = 400
+DEFAULT_CHUNK_OVERLAP = 60  # 15%: a sentence cut at a boundary is still whole in one neighbour
+DEFAULT_BATCH_SIZE = 32  # Ollama notes: batches above ~16-32 drift; 32 keeps HTTP overhead low
+DEFAULT_MAX_FILE_BYTES = 50 * 1024 * 1024
+
+Endpoint = Literal["native", "openai"]
+
+
+@dataclass(frozen=True)
+class IndexSettings:
+    """Everything the write path needs. Build with `IndexSettings.resolve(...)`."""
+
+    host: str
+    db: Path = Path(DEFAULT_DB)
+    collection: str = DEFAULT_COLLECTION
+    embed_model: str = DEFAULT_EMBED_MODEL
+    document_prefix: str | None = None  # None: the model's known prefix (ingest.embedder.PREFIXES)
+    query_prefix: str | None = None
+    chunk_tokens: int = DEFAULT_CHUNK_TOKENS
+    chunk_overlap: int = DEFAULT_CHUNK_OVERLAP
+    batch_size: int = DEFAULT_BATCH_SIZE
+    max_file_bytes: int = DEFAULT_MAX_FILE_BYTES
+    include_hidden: bool = False
+    endpoint: Endpoint = "native"
+    timeouts: Timeouts = field(default_factory=Timeouts)
+
+    @classmethod
+    def resolve(
+        cls,
+        *,
+        host: str | None = None,
+        db: str | os.PathLike[str] | None = None,
+        collection: str | None = None,
+        embed_model: str | None = None,
+        **overrides: object,
+    ) -> IndexSettings:
+        """Arguments win, then RAG_* / OLLAMA_HOST environment variables, then defaults."""
+        env = os.environ
+        values: dict[str, object] = {
+            "host": resolve_host(host),
+            "db": Path(db or env.get("RAG_DB") or DEFAULT_DB),
+            "collection": collection or env.get("RAG_COLLECTION") or DEFAULT_COLLECTION,
+            "embed_model": embed_model or env.get("RAG_EMBED_MODEL") or DEFAULT_EMBED_MODEL,
+            "timeouts": Timeouts.from_env(),
+        }
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)  # type: ignore[arg-type]

@@ -1,0 +1,89 @@
+"""The one exception tree of `rag` (``rag`` re-exports it).
+
+    RagError                      root; ``str(e)`` is one line that names the fix
+    ├── ConfigError               a bad setting or argument
+    ├── OllamaError               anything that went wrong talking to Ollama; carries ``host``
+    │   ├── OllamaUnreachable     connection refused / DNS failure (plain *and* streamed calls)
+    │   ├── OllamaTimeout         connect or read timeout
+    │   ├── ModelNotFound         404 for a model; carries ``model``
+    │   ├── ModelCapabilityError  e.g. an embedding-only model asked to chat; carries ``model``
+    │   ├── ServerBusy            503 after retries ran out
+    │   ├── StreamError           an ``{"error": ...}`` line in the middle of a stream
+    │   └── OllamaResponseError   any other HTTP error status; carries ``status``
+    ├── IndexMismatch             the index was built with other settings (model, dims, prefixes, chunking)
+    ├── StoreError                Chroma failed (locked, corrupt, missing)
+    └── LoadError                 one file cannot be read; the indexer turns it into a skip reason
+
+Every SDK, httpx and Chroma exception is mapped to one of these at exactly one seam
+(`ingest.ollama_calls.call` / `ingest.ollama_calls.stream` for Ollama, `ingest.store` for Chroma).
+"""
+
+from __future__ import annotations
+
+
+class RagError(Exception):
+    """Root of every error `rag` raises on purpose."""
+
+
+class ConfigError(RagError):
+    """A setting or argument is invalid."""
+
+
+class OllamaError(RagError):
+    """Talking to the Ollama server failed."""
+
+    def __init__(self, message: str, *, host: str = "") -> None:
+        super().__init__(message)
+        self.host = host
+
+
+class OllamaUnreachable(OllamaError):
+    """Nothing answers at the configured host."""
+
+
+class OllamaTimeout(OllamaError):
+    """The server did not answer in time."""
+
+
+class ModelNotFound(OllamaError):
+    """The server does not have the model."""
+
+    def __init__(self, message: str, *, host: str = "", model: str = "") -> None:
+        super().__init__(message, host=host)
+        self.model = model
+
+
+class ModelCapabilityError(OllamaError):
+    """The model exists but cannot do what was asked (embed vs chat)."""
+
+    def __init__(self, message: str, *, host: str = "", model: str = "") -> None:
+        super().__init__(message, host=host)
+        self.model = model
+
+
+class ServerBusy(OllamaError):
+    """503 from the server, still busy after the retries."""
+
+
+class StreamError(OllamaError):
+    """The server reported an error in the middle of a stream."""
+
+
+class OllamaResponseError(OllamaError):
+    """Any other error status from the server."""
+
+    def __init__(self, message: str, *, host: str = "", status: int = 0) -> None:
+        super().__init__(message, host=host)
+        self.status = status
+
+
+class IndexMismatch(RagError):
+    """The collection was built with different index settings."""
+
+
+class StoreError(RagError):
+    """The Chroma store failed."""
+
+
+class LoadError(RagError):
+    """A file could not be loaded; the message is the skip reason."""
