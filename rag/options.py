@@ -1,0 +1,28 @@
+"""Click options shared by several commands, so every command spells them the same way."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+F = Callable[..., Any]
+
+
+def host_option(fn: F) -> F:
+    return click.option(
+        "--host", default=None, help="Ollama host (default: OLLAMA_HOST, else http://127.0.0.1:11434)."
+    )(fn)
+
+
+def store_options(fn: F) -> F:
+    fn = click.option("--collection", default=None, help="Collection name (default: docs, or RAG_COLLECTION).")(
+        fn
+    )
+    fn = click.option("--db", default=None, help="Index folder (default: ./.rag, or RAG_DB).")(fn)
+    return fn
+
+
+def json_option(fn: F) -> F:
+    return click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of text.")(fn)
