@@ -111,7 +111,15 @@ def map_error(exc: BaseException, host: str, model: str = "", action: str = "") 
                 f"Ollama at {host} reported an error mid-stream: {text} — retry, or check the server log",
                 host=host,
             )
-        if status == 404 and ("not found" in text and ("model" in text or model)):
+        if status == 404 and text.startswith("404 page not found"):
+            # the route itself is missing: an older Ollama (or not Ollama at all) answers
+            return OllamaResponseError(
+                f"Ollama at {host} has no such endpoint (404 page not found) — upgrade Ollama, "
+                "or check that OLLAMA_HOST points at an Ollama server",
+                host=host,
+                status=404,
+            )
+        if status == 404 and "not found" in text:
             name = model or _quoted_name(text)
             return ModelNotFound(
                 f"model {name} is not available on {host} — run `rag models pull {name}`",
@@ -159,12 +167,14 @@ def call(
     fn: Callable[..., T],
     *args: Any,
     host: str,
-    model: str = "",
     retries: int = 0,
     base_delay: float = RETRY_BASE_DELAY,
     **kwargs: Any,
 ) -> T:
-    """Run one plain SDK call; map its errors; retry connection errors, 5xx and 503 with backoff."""
+    """Run one plain SDK call ``fn(*args, **kwargs)``; map its errors; retry connection errors,
+    5xx and 503 with backoff. The model named in error messages is ``kwargs["model"]`` or the
+    first positional string argument."""
+    model = str(kwargs.get("model") or next((a for a in args if isinstance(a, str)), ""))
     attempt = 0
     while True:
         try:

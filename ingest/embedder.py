@@ -1,0 +1,166 @@
+"""Embedding through Ollama: batched `/api/embed`, model prefixes, retries, legacy fallback.
+
+`/api/embed` returns unit vectors; the legacy `/api/embeddings` (one prompt per request, raw
+vectors) is used only when the server has no `/api/embed`, and its vectors are normalised here so
+that both give the same cosine geometry.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import ollama
+
+from ingest import ollama_calls
+from ingest.config import IndexSettings
+from ingest.errors import OllamaError, OllamaResponseError
+
+# (document prefix, query prefix) per model family; Ollama adds none itself, and nomic loses
+# recall without them. Others get none unless configured.
+PREFIXES: dict[str, tuple[str, str]] = {
+    "nomic-embed-text": ("search_document: ", "search_query: "),
+    "mxbai-embed-large": ("", "Represent this sentence for searching relevant passages: "),
+}
+# Usable input window in the model's own tokens, when /api/show cannot tell us.
+KNOWN_CONTEXT: dict[str, int] = {"nomic-embed-text": 2048, "mxbai-embed-large": 512, "all-minilm": 256}
+# Chunks are counted in cl100k tokens, the model counts its own word pieces (BERT splits Chinese
+# into one piece per character, where cl100k often merges two): keep 30% headroom.
+CONTEXT_SAFETY = 0.7
+
+ENDPOINT_EMBED = "api/embed"
+ENDPOINT_LEGACY = "api/embeddings"
+
+
+def model_family(model: str) -> str:
+    """`nomic-embed-text:latest` and `library/nomic-embed-text:v1.5` both give `nomic-embed-text`."""
+    return model.split(":", 1)[0].rsplit("/", 1)[-1].lower()
+
+
+def default_prefixes(model: str) -> tuple[str, str]:
+    """The (document, query) prefixes a model expects; ("", "") when none is known."""
+    return PREFIXES.get(model_family(model), ("", ""))
+
+
+def resolve_prefixes(model: str, document_prefix: str | None, query_prefix: str | None) -> tuple[str, str]:
+    """Configured prefixes win over the model's known ones."""
+    doc_default, query_default = default_prefixes(model)
+    return (
+        doc_default if document_prefix is None else document_prefix,
+        query_default if query_prefix is None else query_prefix,
+    )
+
+
+def max_chunk_tokens(model: str, context_length: int | None) -> int | None:
+    """The largest chunk (cl100k tokens) that fits the model's window, or None when unknown."""
+    ctx = context_length or KNOWN_CONTEXT.get(model_family(model))
+    return int(ctx * CONTEXT_SAFETY) if ctx else None
+
+
+class Embedder:
+    """Embeds documents and queries with one model; counts its HTTP requests."""
+
+    def __init__(
+        self,
+        settings: IndexSettings,
+        *,
+        model: str | None = None,
+        document_prefix: str | None = None,
+        query_prefix: str | None = None,
+        endpoint: str | None = None,
+        retries: int = ollama_calls.DEFAULT_RETRIES,
+    ) -> None:
+        self.settings = settings
+        self.model = model or settings.embed_model
+        self.document_prefix, self.query_prefix = resolve_prefixes(
+            self.model,
+            settings.document_prefix if document_prefix is None else document_prefix,
+            settings.query_prefix if query_prefix is None else query_prefix,
+        )
+        self.endpoint = endpoint  # None until the first request tells us which one the server has
+        self.retries = retries
+        self.requests = 0
+        self.dimension: int | None = None
+        self._client: ollama.Client = ollama_calls.make_client(settings.host, settings.timeouts)
+
+    @classmethod
+    def from_fingerprint(cls, fingerprint: dict[str, Any], settings: IndexSettings) -> Embedder:
+        """The embedder that matches an existing index (its model, prefixes and endpoint)."""
+        return cls(
+            settings,
+            model=str(fingerprint["embed_model"]),
+            document_prefix=str(fingerprint.get("document_prefix", "")),
+            query_prefix=str(fingerprint.get("query_prefix", "")),
+            endpoint=fingerprint.get("endpoint"),
+        )
+
+    @property
+    def host(self) -> str:
+        return self.settings.host
+
+    def context_length(self) -> int | None:
+        """The model's context from `/api/show`, or None when the server cannot say."""
+        try:
+            info = ollama_calls.call(self._client.show, self.model, host=self.host)
+        except OllamaError:
+            return None
+        for key, value in (info.modelinfo or {}).items():
+            if key.endswith(".context_length") and isinstance(value, int):
+                return value
+        return None
+
+    def embed_documents(self, texts: Sequence[str]) -> np.ndarray:
+        """Unit float32 vectors for chunk texts, with the document prefix, in batches."""
+        return self._embed([self.document_prefix + t for t in texts])
+
+    def embed_query(self, text: str) -> np.ndarray:
+        """A unit float32 vector for a query, with the query prefix."""
+        return self._embed([self.query_prefix + text])[0]
+
+    def _embed(self, inputs: list[str]) -> np.ndarray:
+        if not inputs:
+            return np.zeros((0, self.dimension or 0), dtype=np.float32)
+        step = max(1, self.settings.batch_size)
+        parts = [self._embed_batch(inputs[i : i + step]) for i in range(0, len(inputs), step)]
+        vectors = np.vstack(parts)
+        self.dimension = int(vectors.shape[1])
+        return vectors
+
+    def _embed_batch(self, batch: list[str]) -> np.ndarray:
+        if self.endpoint != ENDPOINT_LEGACY:
+            try:
+                self.requests += 1
+                response = ollama_calls.call(
+                    self._client.embed,
+                    host=self.host,
+                    retries=self.retries,
+                    model=self.model,
+                    input=batch,
+                    truncate=True,
+                )
+                self.endpoint = ENDPOINT_EMBED
+                return _unit_rows(response.embeddings, self.host, self.model)
+            except OllamaResponseError as err:
+                # An old server has no /api/embed at all (plain-text 404); anything else is real.
+                if err.status != 404 or self.endpoint == ENDPOINT_EMBED:
+                    raise
+                self.endpoint = ENDPOINT_LEGACY
+        rows = []
+        for text in batch:  # the legacy endpoint takes one prompt per request
+            self.requests += 1
+            response = ollama_calls.call(
+                self._client.embeddings, host=self.host, retries=self.retries, model=self.model, prompt=text
+            )
+            rows.append(response.embedding)
+        return _unit_rows(rows, self.host, self.model)
+
+
+def _unit_rows(rows: Any, host: str, model: str) -> np.ndarray:
+    vectors = np.asarray([list(r) for r in rows], dtype=np.float32)
+    if vectors.ndim != 2 or vectors.shape[1] == 0:
+        raise OllamaError(f"model {model} on {host} returned no embeddings — is it an embedding model?", host=host)
+    if not np.isfinite(vectors).all():
+        raise OllamaError(f"model {model} on {host} returned NaN/Inf embeddings — check the model", host=host)
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    return vectors / np.maximum(norms, 1e-12)
