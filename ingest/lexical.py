@@ -1,0 +1,246 @@
+"""BM25 over chunk text, kept in SQLite beside the Chroma store (``<db>/<collection>.lexical.sqlite``).
+
+Terms are lowercase words, and Han text as overlapping character bigrams (a single Han character
+standing alone is kept as a unigram). Bigrams are what CJK search engines use without a segmenter:
+"检索增强生成" becomes 检索 索增 增强 强生 生成, so the query "增强生成" matches it, while one
+token per run of Han characters would only ever match the whole run.
+
+The tables hold postings (term, chunk id, term frequency), per-chunk lengths, source and kind, and
+the corpus totals N and the summed length, so a search reads only the postings of its query terms.
+The indexer keeps this in sync with Chroma by the same manifest rules (add / delete / reset).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import sqlite3
+import unicodedata
+from collections import Counter
+from collections.abc import Collection, Iterable, Sequence
+from pathlib import Path
+from typing import Protocol
+
+from ingest.errors import StoreError
+
+# BM25 parameters: the usual Robertson/Lucene defaults, which also did best on our eval (rag.evaluate).
+K1 = 1.2
+B = 0.75
+
+_HAN = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
+# A Han run, or a run of other letters/digits (underscore splits words: snake_case -> snake, case).
+_TOKEN = re.compile(rf"([{_HAN}]+)|([^\W_{_HAN}]+)")
+# Very common English function words: they carry no retrieval signal and bloat the postings.
+_STOP = frozenset(
+    "a an and are as at be by for from has have in is it its of on or that the this to was were will with"
+    " what which who how when where why do does did can".split()
+)
+
+
+class ChunkLike(Protocol):
+    """What `add` needs from a chunk (`ingest.records.Chunk` fits)."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def text(self) -> str: ...
+    @property
+    def source(self) -> str: ...
+    @property
+    def kind(self) -> str: ...
+
+
+def terms(text: str) -> list[str]:
+    """Index terms of ``text``: lowercase words, Han runs as character bigrams (a lone character as itself).
+
+    >>> terms("RAG 检索增强生成, fine-tuning!")
+    ['rag', '检索', '索增', '增强', '强生', '生成', 'fine', 'tuning']
+    >>> terms("它和微调有什么区别")
+    ['它和', '和微', '微调', '调有', '有什', '什么', '么区', '区别']
+    >>> terms("第3章")
+    ['第', '3', '章']
+    """
+    # NFKC folds full-width Latin and digits (ＲＡＧ１) into ASCII, common in Chinese text.
+    text = unicodedata.normalize("NFKC", text).lower()
+    out: list[str] = []
+    for han, word in _TOKEN.findall(text):
+        if han:
+            if len(han) == 1:
+                out.append(han)
+            else:
+                out.extend(han[i : i + 2] for i in range(len(han) - 1))
+        elif word not in _STOP:
+            out.append(word)
+    return out
+
+
+def lexical_path(db: Path, collection: str) -> Path:
+    """Where the lexical index of ``collection`` lives."""
+    return Path(db) / f"{collection}.lexical.sqlite"
+
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS docs (id TEXT PRIMARY KEY, source TEXT NOT NULL, kind TEXT NOT NULL,
+                                 length INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS postings (term TEXT NOT NULL, id TEXT NOT NULL, tf INTEGER NOT NULL,
+                                     PRIMARY KEY (term, id)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS postings_by_id ON postings (id);
+CREATE TABLE IF NOT EXISTS stats (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+INSERT OR IGNORE INTO stats VALUES ('n', 0), ('total_length', 0);
+"""
+
+
+class LexicalIndex:
+    """A BM25 index of chunks in one SQLite file. Writes are batched until `commit()`."""
+
+    def __init__(self, conn: sqlite3.Connection, path: Path | None) -> None:
+        self._conn = conn
+        self.path = path
+
+    @classmethod
+    def open(cls, db: Path, collection: str, *, create: bool = True) -> LexicalIndex:
+        """Open (or create) the index beside the store; with ``create=False`` a missing file is an empty index."""
+        path = lexical_path(db, collection)
+        try:
+            if not create and not path.exists():
+                # The read path must not create folders; an index without a lexical file just has no BM25 hits.
+                conn = sqlite3.connect(":memory:", check_same_thread=False)
+                path_or_none: Path | None = None
+            else:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                conn = sqlite3.connect(path, check_same_thread=False)
+                path_or_none = path
+            conn.executescript(_SCHEMA)
+            conn.commit()
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open the lexical index {path}: {exc} — delete it and run `rag index` again") from None
+        return cls(conn, path_or_none)
+
+    def close(self) -> None:
+        """Close the SQLite connection."""
+        self._conn.close()
+
+    def add(self, chunks: Sequence[ChunkLike]) -> None:
+        """Add chunks (an id already present is replaced)."""
+        self.delete([c.id for c in chunks])
+        docs, postings, total = [], [], 0
+        for c in chunks:
+            counts = Counter(terms(c.text))
+            length = sum(counts.values())
+            total += length
+            docs.append((c.id, c.source, c.kind, length))
+            postings.extend((t, c.id, tf) for t, tf in counts.items())
+        with self._errors("write"):
+            self._conn.executemany("INSERT INTO docs VALUES (?, ?, ?, ?)", docs)
+            self._conn.executemany("INSERT INTO postings VALUES (?, ?, ?)", postings)
+            self._bump(len(docs), total)
+
+    def delete(self, ids: Sequence[str]) -> None:
+        """Remove chunks by id; unknown ids are ignored."""
+        with self._errors("write"):
+            for batch in _batches(list(ids), 500):
+                marks = ",".join("?" * len(batch))
+                n, total = self._conn.execute(
+                    f"SELECT COUNT(*), COALESCE(SUM(length), 0) FROM docs WHERE id IN ({marks})", batch
+                ).fetchone()
+                if not n:
+                    continue
+                self._conn.execute(f"DELETE FROM postings WHERE id IN ({marks})", batch)
+                self._conn.execute(f"DELETE FROM docs WHERE id IN ({marks})", batch)
+                self._bump(-n, -total)
+
+    def commit(self) -> None:
+        """Make the writes so far durable."""
+        with self._errors("commit"):
+            self._conn.commit()
+
+    def reset(self) -> None:
+        """Drop every chunk (used when the index is rebuilt)."""
+        with self._errors("reset"):
+            self._conn.execute("DELETE FROM postings")
+            self._conn.execute("DELETE FROM docs")
+            self._conn.execute("UPDATE stats SET value = 0")
+            self._conn.commit()
+
+    def count(self) -> int:
+        """Number of chunks indexed."""
+        return self._stat("n")
+
+    def search(
+        self,
+        query: str,
+        k: int,
+        *,
+        sources: Collection[str] | None = None,
+        kinds: Collection[str] | None = None,
+    ) -> list[tuple[str, float]]:
+        """The ``k`` best chunks for ``query`` by BM25, as (chunk id, score), best first."""
+        qterms = Counter(terms(query))
+        n = self._stat("n")
+        if not qterms or n == 0 or k <= 0:
+            return []
+        avgdl = max(self._stat("total_length") / n, 1.0)
+        term_list = list(qterms)
+        marks = ",".join("?" * len(term_list))
+        with self._errors("search"):
+            # Document frequencies come from the whole corpus, so filters do not change the idf.
+            df = dict(
+                self._conn.execute(
+                    f"SELECT term, COUNT(*) FROM postings WHERE term IN ({marks}) GROUP BY term", term_list
+                ).fetchall()
+            )
+            sql = (
+                "SELECT p.id, p.term, p.tf, d.length FROM postings p JOIN docs d ON d.id = p.id "
+                f"WHERE p.term IN ({marks})"
+            )
+            params: list[str] = list(term_list)
+            for column, values in (("source", sources), ("kind", kinds)):
+                if values is not None:
+                    values = list(values)
+                    if not values:
+                        return []
+                    sql += f" AND d.{column} IN ({','.join('?' * len(values))})"
+                    params.extend(values)
+            rows = self._conn.execute(sql, params).fetchall()
+        idf = {t: math.log(1.0 + (n - f + 0.5) / (f + 0.5)) for t, f in df.items()}
+        scores: dict[str, float] = {}
+        for chunk_id, term, tf, length in rows:
+            norm = tf * (K1 + 1) / (tf + K1 * (1 - B + B * length / avgdl))
+            scores[chunk_id] = scores.get(chunk_id, 0.0) + qterms[term] * idf[term] * norm
+        # Ties broken by id so results are deterministic across runs.
+        best = sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))
+        return best[:k]
+
+    def _stat(self, key: str) -> int:
+        with self._errors("read"):
+            row = self._conn.execute("SELECT value FROM stats WHERE key = ?", (key,)).fetchone()
+        return int(row[0]) if row else 0
+
+    def _bump(self, n: int, total: int) -> None:
+        self._conn.execute("UPDATE stats SET value = value + ? WHERE key = 'n'", (n,))
+        self._conn.execute("UPDATE stats SET value = value + ? WHERE key = 'total_length'", (total,))
+
+    def _errors(self, action: str) -> _MapErrors:
+        return _MapErrors(action, self.path)
+
+
+class _MapErrors:
+    """Turn sqlite3 errors into StoreError with the file name and the fix."""
+
+    def __init__(self, action: str, path: Path | None) -> None:
+        self.action, self.path = action, path
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
+        if isinstance(exc, sqlite3.Error):
+            raise StoreError(
+                f"lexical index {self.path or '(memory)'} failed to {self.action}: {exc} — "
+                "if it persists, delete the file and run `rag index` again"
+            ) from None
+
+
+def _batches(items: list[str], size: int) -> Iterable[list[str]]:
+    for i in range(0, len(items), size):
+        yield items[i : i + size]

@@ -1,0 +1,130 @@
+"""BM25 lexical index: terms (English words, Han bigrams), scoring, filters, sync operations."""
+
+from __future__ import annotations
+
+import doctest
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+import ingest.lexical
+from ingest.errors import StoreError
+from ingest.lexical import LexicalIndex, lexical_path, terms
+from ingest.records import Chunk
+
+
+def chunk(cid: str, text: str, source: str = "a.md", kind: str = "markdown") -> Chunk:
+    return Chunk(id=cid, text=text, source=source, page=None, heading="", start=0, end=len(text), tokens=0,
+                 kind=kind)
+
+
+def test_doctests() -> None:
+    assert doctest.testmod(ingest.lexical).failed == 0
+
+
+def test_han_runs_become_bigrams_not_one_token() -> None:
+    ts = terms("检索增强生成")
+    assert "检索增强生成" not in ts
+    assert ts == ["检索", "索增", "增强", "强生", "生成"]
+
+
+def test_single_han_character_is_a_unigram_and_words_are_lowercased() -> None:
+    assert terms("用 Python 写") == ["用", "python", "写"]
+
+
+def test_full_width_latin_is_folded() -> None:
+    assert terms("ＲＡＧ１２") == ["rag12"]
+
+
+def test_stop_words_dropped() -> None:
+    assert terms("What is the chunk size?") == ["chunk", "size"]
+
+
+@pytest.fixture
+def index(tmp_path: Path) -> LexicalIndex:
+    idx = LexicalIndex.open(tmp_path / "db", "docs")
+    idx.add(
+        [
+            chunk("en1", "Chunking splits documents into overlapping token windows.", "guide.md"),
+            chunk("en2", "The embedding model turns text into vectors for similarity search.", "guide.md"),
+            chunk("zh1", "微调是在预训练模型上继续训练，以适应特定任务。", "zh/微调.md"),
+            chunk("zh2", "检索增强生成先检索相关文档，再让模型根据文档回答问题。", "zh/rag.md"),
+            chunk("pdf1", "Page three of the manual describes the warranty terms.", "manual.pdf", "pdf"),
+        ]
+    )
+    idx.commit()
+    return idx
+
+
+def test_file_lives_beside_the_store(tmp_path: Path, index: LexicalIndex) -> None:
+    assert lexical_path(tmp_path / "db", "docs").is_file()
+    assert index.count() == 5
+
+
+def test_english_query_ranks_the_matching_chunk_first(index: LexicalIndex) -> None:
+    hits = index.search("how does chunking split documents", 3)
+    assert hits[0][0] == "en1"
+    assert all(score > 0 for _, score in hits)
+
+
+def test_chinese_query_matches_by_bigrams(index: LexicalIndex) -> None:
+    assert index.search("什么是检索增强？", 3)[0][0] == "zh2"
+    assert index.search("微调和预训练", 3)[0][0] == "zh1"
+
+
+def test_no_matching_terms_gives_nothing(index: LexicalIndex) -> None:
+    assert index.search("kubernetes", 5) == []
+    assert index.search("", 5) == []
+
+
+def test_filters_by_source_and_kind(index: LexicalIndex) -> None:
+    assert [i for i, _ in index.search("manual warranty page", 5, kinds=["pdf"])] == ["pdf1"]
+    assert index.search("manual warranty", 5, kinds=["markdown"]) == []
+    assert index.search("模型", 5, sources=["zh/rag.md"])[0][0] == "zh2"
+    assert index.search("模型", 5, sources=[]) == []
+
+
+def test_bm25_prefers_rarer_terms_and_shorter_docs(tmp_path: Path) -> None:
+    idx = LexicalIndex.open(tmp_path, "c")
+    idx.add([
+        chunk("short", "alpha beta"),
+        chunk("long", "alpha beta " + "filler words here " * 20),
+        chunk("common", "beta beta"),
+    ])
+    hits = dict(idx.search("alpha", 5))
+    assert hits["short"] > hits["long"]
+    assert "common" not in hits
+
+
+def test_delete_and_replace_keep_totals_in_sync(tmp_path: Path, index: LexicalIndex) -> None:
+    index.delete(["en1", "missing"])
+    assert index.count() == 4
+    assert index.search("chunking", 5) == []
+    index.add([chunk("en2", "Chunking again, replaced text.", "guide.md")])  # same id: replaced
+    assert index.count() == 4
+    assert index.search("chunking", 5)[0][0] == "en2"
+    index.commit()
+    reopened = LexicalIndex.open(tmp_path / "db", "docs")
+    assert reopened.count() == 4
+    assert reopened.search("vectors similarity", 5) == []
+    reopened.reset()
+    assert reopened.count() == 0 and reopened.search("微调", 5) == []
+
+
+def test_corpus_totals_are_stored_not_recomputed(tmp_path: Path, index: LexicalIndex) -> None:
+    conn = sqlite3.connect(lexical_path(tmp_path / "db", "docs"))
+    stats = dict(conn.execute("SELECT key, value FROM stats").fetchall())
+    assert stats["n"] == 5 and stats["total_length"] > 0
+
+
+def test_open_without_create_does_not_make_folders(tmp_path: Path) -> None:
+    idx = LexicalIndex.open(tmp_path / "nowhere", "docs", create=False)
+    assert idx.count() == 0 and idx.search("x", 3) == []
+    assert not (tmp_path / "nowhere").exists()
+
+
+def test_corrupt_file_is_a_store_error(tmp_path: Path) -> None:
+    lexical_path(tmp_path, "docs").write_bytes(b"not a database" * 100)
+    with pytest.raises(StoreError, match="rag index"):
+        LexicalIndex.open(tmp_path, "docs")
