@@ -1,5 +1,134 @@
-"""Placeholder: commands arrive with their issue."""
+"""`rag index` and `rag status`."""
+
+from __future__ import annotations
+
+import sys
 
 import click
 
-COMMANDS: list[click.Command] = []
+from ingest.indexer import Progress
+from ingest.records import IndexReport
+from rag.api import RAG
+from rag.options import host_option, json_option, store_options
+from rag.output import emit_json, handle_errors
+
+
+@click.command("index")
+@click.argument("path", type=click.Path(file_okay=False, path_type=str))
+@store_options
+@host_option
+@click.option("--embed-model", default=None, help="Embedding model (default: nomic-embed-text, or RAG_EMBED_MODEL).")
+@click.option("--chunk-tokens", type=click.IntRange(32, 8192), default=None, help="Chunk size in tokens (default 400).")
+@click.option("--chunk-overlap", type=click.IntRange(0, 4096), default=None, help="Overlap in tokens (default 60).")
+@click.option("--batch-size", type=click.IntRange(1, 1024), default=None, help="Texts per embedding request (default 32).")
+@click.option("--include-hidden", is_flag=True, default=None, help="Also index hidden files and folders.")
+@click.option("--rebuild", is_flag=True, help="Delete the collection and re-embed everything.")
+@click.option("--pull", is_flag=True, help="Pull the embedding model first if the server lacks it.")
+@json_option
+@handle_errors
+def index_command(
+    path: str,
+    db: str | None,
+    collection: str | None,
+    host: str | None,
+    embed_model: str | None,
+    chunk_tokens: int | None,
+    chunk_overlap: int | None,
+    batch_size: int | None,
+    include_hidden: bool | None,
+    rebuild: bool,
+    pull: bool,
+    as_json: bool,
+) -> None:
+    """Index the documents in PATH, keeping the index in sync with the folder.
+
+    Unchanged files cost nothing; changed files are re-embedded; deleted files leave the index.
+    """
+    kb = RAG(
+        db=db,
+        collection=collection,
+        host=host,
+        embed_model=embed_model,
+        chunk_tokens=chunk_tokens,
+        chunk_overlap=chunk_overlap,
+        batch_size=batch_size,
+        include_hidden=include_hidden,
+    )
+    _ensure_embed_model(kb, pull)
+    show_bar = sys.stderr.isatty() and not as_json
+    with _ProgressBar(show_bar) as bar:
+        report = kb.index(path, rebuild=rebuild, progress=bar.update if show_bar else None)
+    if as_json:
+        emit_json(report.to_dict())
+    else:
+        click.echo(format_report(report, kb))
+
+
+def _ensure_embed_model(kb: RAG, pull: bool) -> None:
+    """Fail fast, before reading any file, when the embedding model is missing (issue 4's check)."""
+    try:
+        from rag.client import OllamaClient
+    except ImportError:  # the client module is optional here only while it is being built
+        return
+    client = OllamaClient(kb.host, timeouts=kb.index_settings.timeouts)
+    client.ensure_models(kb.index_settings.embed_model, None, pull=pull)
+
+
+class _ProgressBar:
+    """A tqdm bar on stderr with files, chunks and time left; does nothing when not on a TTY."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self._bar = None
+
+    def __enter__(self) -> _ProgressBar:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._bar is not None:
+            self._bar.close()
+
+    def update(self, p: Progress) -> None:
+        from tqdm import tqdm
+
+        if self._bar is None:
+            self._bar = tqdm(total=p.files_total, unit="file", file=sys.stderr, dynamic_ncols=True)
+        self._bar.set_postfix_str(f"{p.chunks} chunks", refresh=False)
+        self._bar.update(p.files_done - self._bar.n)
+
+
+def format_report(report: IndexReport, kb: RAG) -> str:
+    """The human-readable end-of-run report."""
+    lines = [
+        f"indexed into {kb.db} (collection {kb.collection})",
+        f"  added {len(report.added)}, updated {len(report.updated)}, unchanged {len(report.unchanged)}, "
+        f"removed {len(report.removed)}, skipped {len(report.skipped)}",
+        f"  {report.chunks} chunks written with {report.embed_requests} embedding requests "
+        f"in {report.seconds:.1f} s",
+    ]
+    for title, items in (("skipped", report.skipped), ("warnings", report.warnings)):
+        if items:
+            lines.append(f"{title}:")
+            lines.extend(f"  {item.path}: {item.reason}" for item in items)
+    return "\n".join(lines)
+
+
+@click.command("status")
+@store_options
+@json_option
+@handle_errors
+def status_command(db: str | None, collection: str | None, as_json: bool) -> None:
+    """Show what the index holds: files, chunks, fingerprint and where it lives."""
+    status = RAG(db=db, collection=collection).status()
+    if as_json:
+        emit_json(status.to_dict())
+        return
+    click.echo(f"index      {status.db} (collection {status.collection})")
+    click.echo(f"folder     {status.root or '?'}")
+    click.echo(f"files      {status.files}")
+    click.echo(f"chunks     {status.chunks}")
+    for key, value in (status.fingerprint or {}).items():
+        click.echo(f"{key:<10} {value!r}")
+
+
+COMMANDS: list[click.Command] = [index_command, status_command]
