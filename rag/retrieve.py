@@ -1,0 +1,260 @@
+"""Retrieval: dense candidates -> exact numpy cosine -> (BM25 + RRF) -> relevance floor -> MMR with a per-file cap.
+
+Chroma's HNSW search is approximate, so we over-fetch a candidate pool with its embeddings and
+re-score it exactly. BM25 catches exact terms (names, numbers, rare Chinese words) that embeddings
+blur; the two rankings are fused by reciprocal rank, which needs no score calibration. MMR then
+picks passages that are relevant but not near-duplicates, and the per-file cap keeps one long file
+from filling every slot.
+
+`Hit.score` is always the exact cosine similarity of the passage to the query (the number the
+relevance floor applies to); the order of the list is the final retrieval order.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+
+from ingest.embedder import Embedder
+from ingest.errors import ConfigError, StoreError
+from ingest.lexical import LexicalIndex
+from ingest.store import Store, StoredChunk
+from rag.config import Settings
+from rag.types import Hit
+
+Mode = Literal["dense", "bm25", "hybrid"]
+
+# File types a user may name, mapped to the `kind` the loaders record.
+KIND_ALIASES = {
+    "pdf": "pdf",
+    "md": "markdown",
+    "markdown": "markdown",
+    "rst": "rst",
+    "html": "html",
+    "htm": "html",
+    "txt": "text",
+    "text": "text",
+    "code": "code",
+}
+
+
+# -- numpy ranking functions -------------------------------------------------------------------
+
+
+def cosine(matrix: np.ndarray, vector: np.ndarray) -> np.ndarray:
+    """Exact cosine similarity of each row of ``matrix`` to ``vector``."""
+    m = np.asarray(matrix, dtype=np.float32)
+    v = np.asarray(vector, dtype=np.float32)
+    if m.size == 0:
+        return np.zeros(len(m), dtype=np.float32)
+    norms = np.linalg.norm(m, axis=1) * max(float(np.linalg.norm(v)), 1e-12)
+    return (m @ v) / np.maximum(norms, 1e-12)
+
+
+def mmr(
+    relevance: np.ndarray,
+    embeddings: np.ndarray,
+    k: int,
+    lam: float,
+    *,
+    groups: Sequence[str] | None = None,
+    cap: int | None = None,
+) -> list[int]:
+    """Maximal marginal relevance: pick ``k`` indices greedily by ``lam*rel - (1-lam)*max sim to picked``.
+
+    With ``groups`` and ``cap``, at most ``cap`` picks share a group (the per-file cap).
+    Ties go to the earlier index, so the input order is the tie-breaker.
+    """
+    n = len(relevance)
+    if n == 0 or k <= 0:
+        return []
+    e = np.asarray(embeddings, dtype=np.float32)
+    e = e / np.maximum(np.linalg.norm(e, axis=1, keepdims=True), 1e-12)
+    sim = e @ e.T
+    rel = np.asarray(relevance, dtype=np.float64)
+    picked: list[int] = []
+    taken: dict[str, int] = {}
+    redundancy = np.full(n, -np.inf)  # max similarity to anything picked so far
+    available = np.ones(n, dtype=bool)
+    while len(picked) < k and available.any():
+        penalty = np.where(np.isfinite(redundancy), redundancy, 0.0)
+        score = np.where(available, lam * rel - (1.0 - lam) * penalty, -np.inf)
+        best = int(np.argmax(score))
+        available[best] = False
+        if groups is not None and cap is not None:
+            group = groups[best]
+            if taken.get(group, 0) >= cap:
+                continue
+            taken[group] = taken.get(group, 0) + 1
+        picked.append(best)
+        redundancy = np.maximum(redundancy, sim[best])
+    return picked
+
+
+def rrf(rankings: Sequence[Sequence[str]], k: int = 60) -> dict[str, float]:
+    """Reciprocal rank fusion: each id scores the sum of 1/(k + rank) over the rankings it appears in."""
+    scores: dict[str, float] = {}
+    for ranking in rankings:
+        for rank, item in enumerate(ranking, start=1):
+            scores[item] = scores.get(item, 0.0) + 1.0 / (k + rank)
+    return scores
+
+
+# -- filters -----------------------------------------------------------------------------------
+
+
+def normalize_kinds(kinds: Collection[str] | None) -> list[str] | None:
+    """File types as the loaders name them (``md`` -> ``markdown``, ``.pdf`` -> ``pdf``)."""
+    if kinds is None:
+        return None
+    out = []
+    for raw in kinds:
+        key = raw.strip().lower().lstrip(".")
+        if key not in KIND_ALIASES:
+            raise ConfigError(f"unknown file type {raw!r} — use one of {', '.join(sorted(KIND_ALIASES))}")
+        out.append(KIND_ALIASES[key])
+    return sorted(set(out))
+
+
+def match_sources(sources: Sequence[str], pattern: str) -> list[str]:
+    """Sources matching a glob (``docs/*.md``, ``**/*.pdf``); a pattern without wildcards matches a file or folder."""
+    pattern = pattern.strip()
+    if pattern.startswith("./"):
+        pattern = pattern[2:]
+    if not any(ch in pattern for ch in "*?["):
+        folder = pattern.rstrip("/") + "/"
+        return [s for s in sources if s == pattern or s.startswith(folder)]
+    # fnmatch's * already crosses "/", so "**/" is only needed to also match at the top level.
+    alt = pattern[3:] if pattern.startswith("**/") else None
+    return [s for s in sources if fnmatch.fnmatchcase(s, pattern) or (alt and fnmatch.fnmatchcase(s, alt))]
+
+
+def chroma_where(sources: list[str] | None, kinds: list[str] | None) -> dict[str, Any] | None:
+    """The Chroma metadata filter for the allowed sources and kinds."""
+    clauses: list[dict[str, Any]] = []
+    if sources is not None:
+        clauses.append({"source": {"$in": sources}})
+    if kinds is not None:
+        clauses.append({"kind": {"$in": kinds}})
+    if not clauses:
+        return None
+    return clauses[0] if len(clauses) == 1 else {"$and": clauses}
+
+
+# -- search ------------------------------------------------------------------------------------
+
+
+def search(
+    store: Store,
+    lexical: LexicalIndex | None,
+    embedder: Embedder,
+    query: str,
+    *,
+    settings: Settings,
+    k: int | None = None,
+    where_glob: str | None = None,
+    kinds: Collection[str] | None = None,
+    mode: Mode | None = None,
+) -> list[Hit]:
+    """The ``k`` best passages for ``query``; ``mode`` defaults to hybrid or dense per ``settings.hybrid``."""
+    k = k or settings.k
+    mode = mode or ("hybrid" if settings.hybrid and lexical is not None else "dense")
+    kind_list = normalize_kinds(kinds)
+    sources = match_sources(store.sources(), where_glob) if where_glob else None
+    if sources is not None and not sources:
+        return []
+    pool = max(settings.pool, k)
+    qvec = embedder.embed_query(query)
+
+    dense = [] if mode == "bm25" else store.query(qvec, pool, chroma_where(sources, kind_list))
+    lex: list[tuple[str, float]] = []
+    if mode != "dense" and lexical is not None:
+        lex = lexical.search(query, pool, sources=sources, kinds=kind_list)
+
+    by_id = {c.id: c for c in dense}
+    missing = [cid for cid, _ in lex if cid not in by_id]
+    by_id.update({c.id: c for c in store.get(missing, with_embeddings=True)})
+    cands = [c for c in by_id.values() if c.embedding is not None]
+    if not cands:
+        return []
+    cos = cosine(np.stack([c.embedding for c in cands]), qvec)  # type: ignore[misc]
+    cos_by_id = {c.id: float(s) for c, s in zip(cands, cos, strict=True)}
+
+    if mode == "dense":
+        relevance = cos_by_id
+    elif mode == "bm25":
+        relevance = _scaled({cid: s for cid, s in lex if cid in cos_by_id})
+    else:
+        dense_rank = sorted((c.id for c in dense if c.id in cos_by_id), key=lambda cid: (-cos_by_id[cid], cid))
+        relevance = _scaled(rrf([dense_rank, [cid for cid, _ in lex if cid in cos_by_id]], settings.rrf_k))
+
+    # The floor applies to the exact cosine, the one score comparable across queries.
+    ranked = sorted(
+        (cid for cid in relevance if cos_by_id[cid] >= settings.min_score),
+        key=lambda cid: (-relevance[cid], cid),
+    )
+    if not ranked:
+        return []
+    chosen = [by_id[cid] for cid in ranked]
+    order = mmr(
+        np.array([relevance[c.id] for c in chosen]),
+        np.stack([c.embedding for c in chosen]),  # type: ignore[misc]
+        k,
+        settings.mmr_lambda,
+        groups=[c.source for c in chosen],
+        cap=settings.per_file_cap,
+    )
+    return [to_hit(chosen[i], cos_by_id[chosen[i].id]) for i in order]
+
+
+def _scaled(scores: dict[str, float]) -> dict[str, float]:
+    """Scores divided by the best one, so MMR weighs rank-based scores on the same 0..1 scale as cosine."""
+    top = max(scores.values(), default=0.0)
+    return {cid: s / top for cid, s in scores.items()} if top > 0 else dict(scores)
+
+
+def to_hit(chunk: StoredChunk, score: float) -> Hit:
+    """A stored chunk as a public `Hit`."""
+    return Hit(source=chunk.source, page=chunk.page, heading=chunk.heading, score=round(score, 4),
+               text=chunk.text, id=chunk.id)
+
+
+@dataclass(frozen=True)
+class Retriever:
+    """An opened index for the read path: store, lexical index, the index's own embedder, and settings."""
+
+    store: Store
+    lexical: LexicalIndex | None
+    embedder: Embedder
+    settings: Settings
+
+    @classmethod
+    def open(cls, settings: Settings) -> Retriever:
+        """Open the index named by ``settings``; the embedder comes from the index fingerprint."""
+        store = Store.open(settings.db, settings.collection)
+        fingerprint = store.fingerprint()
+        if not fingerprint or "embed_model" not in fingerprint:
+            raise StoreError(
+                f"collection '{settings.collection}' in {settings.db} has no fingerprint (empty or unfinished) "
+                "— run `rag index PATH` first"
+            )
+        embedder = Embedder.from_fingerprint(fingerprint, settings.index)
+        lexical = LexicalIndex.open(settings.db, settings.collection, create=False)
+        return cls(store, lexical, embedder, settings)
+
+    def search(
+        self,
+        query: str,
+        *,
+        k: int | None = None,
+        where_glob: str | None = None,
+        kinds: Collection[str] | None = None,
+        mode: Mode | None = None,
+    ) -> list[Hit]:
+        """`search` over this index."""
+        return search(self.store, self.lexical, self.embedder, query, settings=self.settings, k=k,
+                      where_glob=where_glob, kinds=kinds, mode=mode)
