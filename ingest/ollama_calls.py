@@ -104,7 +104,7 @@ def map_error(exc: BaseException, host: str, model: str = "", action: str = "") 
             f"Ollama is not reachable at {host} — start it (`ollama serve`) or set OLLAMA_HOST", host=host
         )
     if isinstance(exc, ollama.ResponseError):
-        text = (exc.error or "").strip()
+        text = _error_text(exc.error)
         status = exc.status_code
         if status == -1:
             return StreamError(
@@ -150,6 +150,13 @@ def map_error(exc: BaseException, host: str, model: str = "", action: str = "") 
     raise exc
 
 
+def _error_text(error: object) -> str:
+    # The /v1 endpoints nest the message: {"error": {"message": ..., "type": ...}}.
+    if isinstance(error, dict):
+        error = error.get("message", "")
+    return str(error or "").strip()
+
+
 def _quoted_name(text: str) -> str:
     for quote in ("'", '"'):
         if text.count(quote) >= 2:
@@ -168,7 +175,6 @@ def call(
     *args: Any,
     host: str,
     retries: int = 0,
-    base_delay: float = RETRY_BASE_DELAY,
     **kwargs: Any,
 ) -> T:
     """Run one plain SDK call ``fn(*args, **kwargs)``; map its errors; retry connection errors,
@@ -183,7 +189,7 @@ def call(
             err = map_error(exc, host, model)
             if attempt >= retries or not _retryable(err):
                 raise err from None
-            time.sleep(base_delay * (2**attempt))
+            time.sleep(RETRY_BASE_DELAY * (2**attempt))
             attempt += 1
 
 
