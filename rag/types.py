@@ -44,6 +44,7 @@ class Answer:
     contexts: list[Hit]
     model: str
     timings: dict[str, float] = field(default_factory=dict)  # seconds: retrieval, first_token, total
+    warnings: list[str] = field(default_factory=list)  # e.g. the server evidently cut the prompt
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -55,4 +56,5 @@ class Answer:
             ],
             "model": self.model,
             "timings": self.timings,
+            "warnings": self.warnings,
         }

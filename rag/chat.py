@@ -1,0 +1,154 @@
+"""Multi-turn chat: follow-ups are rewritten into standalone search queries; history is trimmed to its budget.
+
+"它和微调有什么区别？" or "what about the second one?" retrieve nothing useful on their own, so each
+follow-up first goes through one short `/api/chat` call that rewrites it using the history. If that
+call fails, the previous question plus the follow-up is the search query. The answer call itself
+sees the original follow-up after the (trimmed) history.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Collection, Mapping, Sequence
+from typing import Literal, overload
+
+from ingest.errors import OllamaError
+from rag.answer import (
+    AnswerStream,
+    ask_stream,
+    chat_options,
+    context_window,
+    estimate_tokens,
+    trim_history,
+)
+from rag.client import OllamaClient
+from rag.config import Settings
+from rag.retrieve import Retriever
+from rag.types import Answer, Citation, Hit
+
+log = logging.getLogger(__name__)
+
+REWRITE_SYSTEM = (
+    "Rewrite the follow-up question as a standalone search query that can be understood without the "
+    "conversation: replace pronouns and references with what they refer to. Keep the language of the "
+    "follow-up question. Reply with the query only."
+)
+REWRITE_TOKENS = 96  # a query, not an essay
+TURN_CHARS = 400  # each earlier message is shortened to this in the rewrite prompt
+_CITATION_MARK = re.compile(r"\s?[\[【［]\s*\d{1,3}(?:\s*[,，、\-–~]\s*\d{1,3})*\s*[\]】］]")
+_LABEL = re.compile(r"^(standalone (search )?(query|question)|query|search query|问题|查询)\s*[:：]\s*", re.I)
+
+
+def rewrite_prompt(history: Sequence[Mapping[str, str]], follow_up: str) -> str:
+    """The rewrite request's user message (the format the hash engine parses: docs/ARCHITECTURE.md)."""
+    lines = ["Conversation:"]
+    for m in history:
+        text = " ".join(m["content"].split())
+        lines.append(f"{m['role']}: {text[:TURN_CHARS]}")
+    return "\n".join([*lines, "", f"Follow-up question: {follow_up.strip()}"])
+
+
+def fallback_query(history: Sequence[Mapping[str, str]], follow_up: str) -> str:
+    """The previous user question plus the follow-up (used when the rewrite call fails)."""
+    previous = next((m["content"] for m in reversed(history) if m["role"] == "user"), "")
+    return f"{previous.strip()} {follow_up.strip()}".strip()
+
+
+def clean_rewrite(text: str) -> str:
+    """The first non-empty line of a rewrite reply, without labels or quotes."""
+    for line in text.strip().splitlines():
+        line = _LABEL.sub("", line.strip()).strip().strip("\"'“”「」")
+        if line:
+            return line
+    return ""
+
+
+def rewrite_question(
+    client: OllamaClient, history: Sequence[Mapping[str, str]], follow_up: str, *, settings: Settings
+) -> str:
+    """A standalone search query for ``follow_up`` given ``history`` (unchanged when there is no history)."""
+    if not history:
+        return follow_up
+    messages = [
+        {"role": "system", "content": REWRITE_SYSTEM},
+        {"role": "user", "content": rewrite_prompt(trim_history(history, settings.history_tokens), follow_up)},
+    ]
+    # The same num_ctx as the answer calls, so the model is not reloaded between the two.
+    num_ctx = context_window(settings, estimate_tokens(messages))
+    try:
+        reply = client.chat(settings.chat_model, messages, stream=False, think=False,
+                            options=chat_options(settings, num_ctx, REWRITE_TOKENS))
+        query = clean_rewrite((reply.message.content or "") if reply.message else "")
+    except OllamaError as err:
+        log.warning("question rewrite failed (%s); searching with the previous question plus the follow-up", err)
+        query = ""
+    return query or fallback_query(history, follow_up)
+
+
+class Chat:
+    """A conversation over one index: `ask` follow-ups, read `history`, `reset()` to start over."""
+
+    def __init__(
+        self,
+        retriever: Retriever,
+        *,
+        client: OllamaClient | None = None,
+        k: int | None = None,
+        where_glob: str | None = None,
+        kinds: Collection[str] | None = None,
+    ) -> None:
+        settings = retriever.settings
+        self.retriever = retriever
+        self.client = client or OllamaClient(settings.host, timeouts=settings.index.timeouts)
+        self.k, self.where_glob, self.kinds = k, where_glob, kinds
+        self.history: list[dict[str, str]] = []  # {"role": "user"|"assistant", "content": ...}
+        self.last: Answer | None = None
+        self.last_query: str | None = None  # the (rewritten) search query of the last question
+
+    @overload
+    def ask(self, question: str, *, stream: Literal[False] = False) -> Answer: ...
+
+    @overload
+    def ask(self, question: str, *, stream: Literal[True]) -> AnswerStream: ...
+
+    def ask(self, question: str, *, stream: bool = False) -> Answer | AnswerStream:
+        """Answer a (follow-up) question; with ``stream=True`` an `AnswerStream` (history updates at its end)."""
+        settings = self.retriever.settings
+        query = rewrite_question(self.client, self.history, question, settings=settings)
+        self.last_query = query
+        history = list(self.history)
+        result = ask_stream(
+            self.retriever,
+            question,
+            client=self.client,
+            k=self.k,
+            where_glob=self.where_glob,
+            kinds=self.kinds,
+            history=history,
+            search_query=query,
+            on_done=lambda answer: self._record(question, answer),
+        )
+        return result if stream else result.answer
+
+    def reset(self) -> None:
+        """Forget the conversation."""
+        self.history.clear()
+        self.last = None
+        self.last_query = None
+
+    def sources(self) -> list[Citation]:
+        """The citations of the last answer."""
+        return list(self.last.citations) if self.last else []
+
+    def contexts(self) -> list[Hit]:
+        """The passages the last answer was given."""
+        return list(self.last.contexts) if self.last else []
+
+    def _record(self, question: str, answer: Answer) -> None:
+        # Old [n] marks would point at passages the next prompt numbers differently: drop them.
+        reply = _CITATION_MARK.sub("", answer.answer).strip()
+        self.history += [{"role": "user", "content": question}, {"role": "assistant", "content": reply}]
+        # Keep the stored history bounded; the prompt trims it again to the exact budget.
+        self.history = trim_history(self.history, 2 * self.retriever.settings.history_tokens)
+        self.last = answer
