@@ -1,5 +1,311 @@
-"""Placeholder: commands arrive with their issue."""
+"""`rag models ...` and `rag doctor`: parse, call `OllamaClient` / `rag.doctor`, format."""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import asdict
+from datetime import datetime, timezone
+from typing import IO, Any
 
 import click
+from tqdm import tqdm
 
-COMMANDS: list[click.Command] = []
+from rag.client import OllamaClient
+from rag.doctor import Check, DoctorSettings, run_doctor
+from rag.models_types import PullProgress, RunningModel, to_json
+from rag.options import host_option, json_option, store_options
+from rag.output import EXIT_ERROR, emit_json, handle_errors
+
+__all__ = ["COMMANDS", "PullReporter", "doctor", "models"]
+
+
+class PullReporter:
+    """Pull progress on stderr: one tqdm bar per layer on a terminal, plain lines otherwise.
+
+    Callable with each `PullProgress`, so it doubles as the ``progress`` of `ensure_models`.
+    """
+
+    def __init__(self, out: IO[str] | None = None, *, tty: bool | None = None) -> None:
+        self.out = out or sys.stderr
+        self.tty = self.out.isatty() if tty is None else tty
+        self.bars: dict[str, tqdm[Any]] = {}
+        self.last_status = ""
+        self.last_step: dict[str, int] = {}
+        self.started: dict[str, tuple[float, int]] = {}
+
+    def __call__(self, part: PullProgress) -> None:
+        if part.digest and part.total:
+            self._layer(part)
+        elif part.status != self.last_status:
+            self._line(part.status)
+        self.last_status = part.status
+
+    def _layer(self, part: PullProgress) -> None:
+        done, total = part.completed or 0, part.total or 0
+        if self.tty:
+            bar = self.bars.get(part.digest)
+            if bar is None:
+                desc = f"pulling {part.digest.removeprefix('sha256:')[:12]}"
+                bar = tqdm(
+                    desc=desc, total=total, unit="B", unit_scale=True, unit_divisor=1024, file=self.out
+                )
+                self.bars[part.digest] = bar
+            bar.update(done - bar.n)
+            return
+        # Plain lines: one per 25% per layer keeps logs readable, with bytes and the speed so far.
+        step = 100 * done // total // 25
+        if self.last_step.get(part.digest) == step:
+            return
+        self.last_step[part.digest] = step
+        start, first = self.started.setdefault(part.digest, (time.monotonic(), done))
+        elapsed = time.monotonic() - start
+        speed = f", {_bytes((done - first) / elapsed)}/s" if elapsed > 0 and done > first else ""
+        short = part.digest.removeprefix("sha256:")[:12]
+        self._line(f"pulling {short}: {_bytes(done)} / {_bytes(total)} ({100 * done // total}%{speed})")
+
+    def _line(self, text: str) -> None:
+        if text:
+            (tqdm.write(text, file=self.out) if self.bars else self.out.write(text + "\n"))
+            self.out.flush()
+
+    def close(self) -> None:
+        """Finish every progress bar."""
+        for bar in self.bars.values():
+            bar.close()
+        self.bars.clear()
+
+
+@click.group("models")
+def models() -> None:
+    """Manage the models on the Ollama server: list, show, pull, copy, delete, ps.
+
+    \b
+    Examples:
+      rag models list
+      rag models pull nomic-embed-text
+      rag models show qwen2.5:7b --json
+      rag models delete old-model --yes
+    """
+
+
+@models.command("list")
+@host_option
+@json_option
+@handle_errors
+def list_models(host: str | None, as_json: bool) -> None:
+    """List the models installed on the server (`/api/tags`)."""
+    with OllamaClient(host) as client:
+        found = client.models()
+    if as_json:
+        emit_json({"host": client.host, "models": to_json(found)})
+        return
+    rows = [
+        [m.name, _bytes(m.size), m.family, m.parameter_size, m.quantization, _ago(m.modified)] for m in found
+    ]
+    _table(["NAME", "SIZE", "FAMILY", "PARAMS", "QUANT", "MODIFIED"], rows)
+    if not found:
+        click.echo(f"no models on {client.host} — run `rag models pull nomic-embed-text`", err=True)
+
+
+@models.command("show")
+@click.argument("model")
+@host_option
+@json_option
+@handle_errors
+def show_model(model: str, host: str | None, as_json: bool) -> None:
+    """Show a model's capabilities, lengths, parameters, system prompt and template (`/api/show`)."""
+    with OllamaClient(host) as client:
+        details = client.show(model)
+    if as_json:
+        emit_json(to_json(details))
+        return
+    fields = [
+        ("name", details.name),
+        ("family", details.family),
+        ("capabilities", ", ".join(details.capabilities)),
+        ("embedding length", str(details.embedding_length or "")),
+        ("context length", str(details.context_length or "")),
+        ("parameters", details.parameters),
+        ("system", details.system),
+        ("template", details.template),
+    ]
+    for key, value in fields:
+        if value:
+            lines = value.strip("\n").splitlines() or [""]
+            click.echo(f"{key:<17} {lines[0]}")
+            for line in lines[1:]:
+                click.echo(f"{'':<17} {line}")
+
+
+@models.command("pull")
+@click.argument("model")
+@host_option
+@json_option
+@handle_errors
+def pull_model(model: str, host: str | None, as_json: bool) -> None:
+    """Download a model, with a progress bar (bytes and speed) on stderr."""
+    reporter = PullReporter()
+    status = ""
+    try:
+        with OllamaClient(host) as client:
+            for part in client.pull(model):
+                reporter(part)
+                status = part.status
+    finally:
+        reporter.close()
+    if as_json:
+        emit_json({"host": client.host, "model": model, "status": status})
+    else:
+        click.echo(f"pulled {model}")
+
+
+@models.command("copy")
+@click.argument("source")
+@click.argument("destination")
+@host_option
+@json_option
+@handle_errors
+def copy_model(source: str, destination: str, host: str | None, as_json: bool) -> None:
+    """Copy a model under a new name (no download, the layers are shared)."""
+    with OllamaClient(host) as client:
+        client.copy(source, destination)
+    if as_json:
+        emit_json({"host": client.host, "source": source, "destination": destination, "status": "success"})
+    else:
+        click.echo(f"copied {source} to {destination}")
+
+
+@models.command("delete")
+@click.argument("model")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+@host_option
+@json_option
+@handle_errors
+def delete_model(model: str, yes: bool, host: str | None, as_json: bool) -> None:
+    """Delete a model from the server (asks first unless --yes)."""
+    with OllamaClient(host) as client:
+        if not yes:
+            click.confirm(f"delete {model} from {client.host}?", abort=True, err=True)
+        client.delete(model)
+    if as_json:
+        emit_json({"host": client.host, "model": model, "status": "deleted"})
+    else:
+        click.echo(f"deleted {model}")
+
+
+@models.command("ps")
+@host_option
+@json_option
+@handle_errors
+def running_models(host: str | None, as_json: bool) -> None:
+    """List the loaded models, GPU or CPU, context length and when they unload (`/api/ps`)."""
+    with OllamaClient(host) as client:
+        loaded = client.running()
+    if as_json:
+        emit_json({"host": client.host, "models": to_json(loaded)})
+        return
+    rows = [
+        [m.name, _bytes(m.size), _processor(m), str(m.context_length or ""), _until(m.expires_at)]
+        for m in loaded
+    ]
+    _table(["NAME", "SIZE", "PROCESSOR", "CONTEXT", "UNTIL"], rows)
+    if not loaded:
+        click.echo("no model is loaded right now", err=True)
+
+
+@click.command("doctor")
+@host_option
+@store_options
+@click.option(
+    "--embed-model", default=None, help="Embedding model (default: RAG_EMBED_MODEL, else nomic-embed-text)."
+)
+@click.option(
+    "--model", "chat_model", default=None, help="Chat model (default: RAG_CHAT_MODEL, else qwen2.5:7b)."
+)
+@json_option
+@handle_errors
+def doctor(
+    host: str | None,
+    db: str | None,
+    collection: str | None,
+    embed_model: str | None,
+    chat_model: str | None,
+    as_json: bool,
+) -> None:
+    """Check the server, the models, the index and the transport; print the fix for each problem.
+
+    \b
+    Checks: the server answers (and its version); https or loopback;
+    the embedding and chat models are present and able; the index was built
+    with the embedding model and its dimension; the chat model's context;
+    GPU or CPU for loaded models; the embedding prefixes.
+    Exits 1 when any check fails (warnings do not fail).
+    """
+    settings = DoctorSettings.resolve(
+        host=host, db=db, collection=collection, embed_model=embed_model, chat_model=chat_model
+    )
+    with OllamaClient(settings.host, retries=0) as client:
+        checks = run_doctor(settings, client)
+    ok = all(c.status != "fail" for c in checks)
+    if as_json:
+        emit_json({"ok": ok, "host": client.host, "checks": [asdict(c) for c in checks]})
+    else:
+        _doctor_table(checks)
+    if not ok:
+        sys.exit(EXIT_ERROR)
+
+
+def _doctor_table(checks: list[Check]) -> None:
+    width = max(len(c.name) for c in checks)
+    for c in checks:
+        click.echo(f"{c.status.upper():<5} {c.name:<{width}}  {c.detail}")
+        if c.fix and c.status != "pass":
+            click.echo(f"{'':<5} {'':<{width}}  fix: {c.fix}")
+    counts = {s: sum(c.status == s for c in checks) for s in ("pass", "warn", "fail")}
+    click.echo(f"{counts['pass']} passed, {counts['warn']} warnings, {counts['fail']} failed")
+
+
+def _table(headers: list[str], rows: list[list[str]]) -> None:
+    widths = [max(len(str(r[i])) for r in [headers, *rows]) for i in range(len(headers))]
+    for row in [headers, *rows]:
+        click.echo("  ".join(str(cell).ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+
+
+def _bytes(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if abs(n) < 1000:
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} TB"
+
+
+def _processor(m: RunningModel) -> str:
+    if not m.size:
+        return ""
+    gpu = round(100 * m.size_vram / m.size)
+    if gpu >= 100:
+        return "100% GPU"
+    return "100% CPU" if gpu <= 0 else f"{100 - gpu}%/{gpu}% CPU/GPU"
+
+
+def _ago(moment: datetime | None) -> str:
+    if moment is None:
+        return ""
+    seconds = (datetime.now(timezone.utc) - moment.astimezone(timezone.utc)).total_seconds()
+    for unit, size in (("days", 86400), ("hours", 3600), ("minutes", 60)):
+        if seconds >= size:
+            return f"{int(seconds // size)} {unit} ago"
+    return "just now"
+
+
+def _until(moment: datetime | None) -> str:
+    if moment is None:
+        return ""
+    seconds = (moment.astimezone(timezone.utc) - datetime.now(timezone.utc)).total_seconds()
+    if seconds > 10 * 365 * 86400:
+        return "forever"
+    return f"in {int(max(seconds, 0) // 60)} minutes" if seconds >= 60 else "in under a minute"
+
+
+COMMANDS: list[click.Command] = [models, doctor]
