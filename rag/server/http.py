@@ -1,0 +1,418 @@
+"""The HTTP side of the bundled server: `OllamaServer`, `serve()`, routing, recording and faults.
+
+Built on the stdlib `ThreadingHTTPServer` speaking HTTP/1.1 keep-alive with Content-Length bodies and
+chunked NDJSON / SSE streams, which is what httpx (the `ollama` SDK's transport) expects.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import TracebackType
+from typing import Any
+from urllib.parse import urlsplit
+
+from rag.server import native, openai_routes
+from rag.server.engine import Engine
+from rag.server.protocol import ApiError, JsonReply, Reply, Request, StreamReply, TextReply, openai_error
+from rag.server.registry import Registry
+
+Route = Callable[["OllamaServer", Request], Reply]
+BUSY = "server busy, please try again.  maximum pending requests exceeded"
+INJECTED = "injected failure"
+DEFAULT_NUM_CTX = 4096
+BODY_METHODS = ("POST", "PUT", "PATCH", "DELETE")
+
+ROUTES: dict[str, dict[str, Route]] = {
+    "/": {"GET": native.root, "HEAD": native.root},
+    "/api/version": {"GET": native.version, "HEAD": native.version},
+    "/api/status": {"GET": native.status},
+    "/api/tags": {"GET": native.tags, "HEAD": native.tags},
+    "/api/ps": {"GET": native.ps},
+    "/api/show": {"POST": native.show},
+    "/api/pull": {"POST": native.pull},
+    "/api/copy": {"POST": native.copy},
+    "/api/delete": {"DELETE": native.delete},
+    "/api/embed": {"POST": native.embed},
+    "/api/embeddings": {"POST": native.embeddings},
+    "/api/generate": {"POST": native.generate},
+    "/api/chat": {"POST": native.chat},
+    "/v1/chat/completions": {"POST": openai_routes.chat_completions},
+    "/v1/completions": {"POST": openai_routes.completions},
+    "/v1/embeddings": {"POST": openai_routes.embeddings},
+    "/v1/models": {"GET": openai_routes.models},
+}
+
+
+class EngineUnavailable(RuntimeError):
+    """The requested engine cannot be built here (e.g. `rag[local]` is not installed)."""
+
+
+@dataclass(frozen=True)
+class RecordedRequest:
+    """One request the server answered, for test assertions."""
+
+    method: str
+    path: str
+    json: Any  # the parsed body, or None when empty or not JSON
+    headers: dict[str, str]  # lowercased names
+    status: int
+
+
+def make_engine(engine: Engine | str) -> Engine:
+    """An engine from a name (`hash`, `local`) or the engine itself."""
+    if not isinstance(engine, str):
+        return engine
+    if engine == "hash":
+        from rag.server.hash_engine import HashEngine
+
+        return HashEngine()
+    if engine == "local":
+        try:
+            from rag.server.local_engine import LocalEngine
+
+            return LocalEngine()
+        except ImportError as exc:
+            raise EngineUnavailable(
+                f"the local engine needs extra packages ({exc}); install them with: pip install 'rag[local]'"
+            ) from exc
+    raise ValueError(f"unknown engine {engine!r}: use 'hash', 'local' or an Engine instance")
+
+
+class OllamaServer:
+    """An Ollama-protocol server on a background thread. Fault attributes may be changed at any time."""
+
+    def __init__(
+        self,
+        engine: Engine | str = "hash",
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        latency: float = 0.0,
+        fail_every: int = 0,
+        busy_every: int = 0,
+        exit_after: int = 0,
+        old_server: bool = False,
+        stream_error_after: int | None = None,
+        gpu: bool = False,
+        num_ctx: int = DEFAULT_NUM_CTX,
+        verbose: bool = False,
+    ) -> None:
+        self.engine = make_engine(engine)
+        self.registry = Registry(self.engine.models(), tuple(getattr(self.engine, "library", ())))
+        self.host, self.port = host, port
+        self.latency, self.fail_every, self.busy_every = latency, fail_every, busy_every
+        self.exit_after, self.old_server, self.stream_error_after = exit_after, old_server, stream_error_after
+        self.gpu, self.num_ctx, self.verbose = gpu, num_ctx, verbose
+        self._lock = threading.Lock()
+        self._requests: list[RecordedRequest] = []
+        self._count = 0
+        self._exiting = False
+        self._httpd: _HTTPServer | None = None
+        self._thread: threading.Thread | None = None
+        self._connections: dict[socket.socket, bool] = {}  # socket -> busy
+
+    # -- lifecycle -------------------------------------------------------------------------------
+
+    @property
+    def url(self) -> str:
+        """The base URL clients use, e.g. `http://127.0.0.1:54321`."""
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "") else self.host
+        return f"http://[{host}]:{self.port}" if ":" in host else f"http://{host}:{self.port}"
+
+    def start(self) -> OllamaServer:
+        """Bind (port 0 picks a free port) and serve on a daemon thread; returns self."""
+        if self._httpd is not None:
+            return self
+        server_class = _HTTPServer6 if ":" in self.host else _HTTPServer
+        self._httpd = server_class((self.host, self.port), _Handler)
+        self._httpd.app = self
+        self.port = self._httpd.server_address[1]
+        self._thread = threading.Thread(target=self._httpd.serve_forever, name=f"ollama-{self.port}", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving, close the listening socket and every open connection."""
+        httpd, self._httpd = self._httpd, None
+        if httpd is not None:
+            httpd.shutdown()
+            httpd.server_close()
+            self._close_connections(idle_only=False)
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+
+    def serve_forever(self) -> None:
+        """Block until stopped (Ctrl-C in the CLI, `exit_after`, or `stop()` from another thread)."""
+        while self._thread is not None and self._thread.is_alive():
+            self._thread.join(timeout=0.2)
+
+    def __enter__(self) -> OllamaServer:
+        return self.start()
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        self.stop()
+
+    # -- recording -------------------------------------------------------------------------------
+
+    @property
+    def requests(self) -> list[RecordedRequest]:
+        """A copy of the requests answered so far, oldest first."""
+        with self._lock:
+            return list(self._requests)
+
+    def clear_requests(self) -> None:
+        """Forget the recorded requests (the fault counters keep counting)."""
+        with self._lock:
+            self._requests.clear()
+
+    def _record(self, request: RecordedRequest) -> None:
+        with self._lock:
+            self._requests.append(request)
+
+    # -- request numbering and faults ------------------------------------------------------------
+
+    def _next_number(self) -> int | None:
+        with self._lock:
+            if self._exiting:
+                return None
+            self._count += 1
+            if self.exit_after and self._count >= self.exit_after:
+                self._exiting = True
+            return self._count
+
+    @property
+    def exiting(self) -> bool:
+        """True once `exit_after` requests have arrived."""
+        return self._exiting
+
+    def _exit_now(self) -> None:
+        # shutdown() waits for serve_forever, so it must run off the handler thread.
+        def close() -> None:
+            httpd = self._httpd
+            if httpd is not None:
+                httpd.shutdown()
+                httpd.server_close()
+            self._close_connections(idle_only=True)
+
+        threading.Thread(target=close, daemon=True).start()
+
+    def _close_connections(self, idle_only: bool) -> None:
+        with self._lock:
+            doomed = [s for s, busy in self._connections.items() if not (busy and idle_only)]
+        for sock in doomed:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def _set_busy(self, sock: socket.socket, busy: bool) -> None:
+        with self._lock:
+            if sock in self._connections:
+                self._connections[sock] = busy
+
+    def dispatch(self, method: str, path: str, raw: bytes, number: int) -> Reply:
+        """Apply the faults, then route; every error becomes a reply."""
+        openai = path.startswith("/v1/")
+        if self.latency:
+            time.sleep(self.latency)
+        if self.fail_every and number % self.fail_every == 0:
+            return _error(500, INJECTED, openai)
+        if self.busy_every and number % self.busy_every == 0:
+            return _error(503, BUSY, openai)
+        routes = {} if self.old_server and path == "/api/embed" else ROUTES.get(path)
+        if routes is None and path.startswith("/v1/models/"):
+            routes = {"GET": openai_routes.model}
+        if not routes:
+            return TextReply("404 page not found", 404)
+        route = routes.get(method)
+        if route is None:
+            return TextReply("405 method not allowed", 405)
+        try:
+            body = _parse_body(raw) if method in BODY_METHODS else {}
+            return route(self, Request(method, path, body))
+        except ApiError as exc:
+            return _error(exc.status, exc.message, openai)
+        except Exception as exc:  # an engine bug must still answer like a server would
+            return _error(500, f"{type(exc).__name__}: {exc}", openai)
+
+
+def _error(status: int, message: str, openai: bool) -> JsonReply:
+    return JsonReply(openai_error(status, message) if openai else {"error": message}, status)
+
+
+def _parse_body(raw: bytes) -> dict[str, Any]:
+    if not raw.strip():
+        raise ApiError(400, "missing request body")
+    try:
+        body = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ApiError(400, _go_json_error(raw, exc)) from None
+    if not isinstance(body, dict):
+        kind = "array" if isinstance(body, list) else type(body).__name__
+        raise ApiError(400, f"json: cannot unmarshal {kind} into Go value of type map[string]interface {{}}")
+    return body
+
+
+def _go_json_error(raw: bytes, exc: Exception) -> str:
+    position = getattr(exc, "pos", 0)
+    text = raw.decode("utf-8", "replace")
+    if position >= len(text.rstrip()):
+        return "unexpected EOF"
+    where = "looking for beginning of value" if position == 0 else "after top-level value"
+    if position and "Expecting" in str(exc):
+        where = "looking for beginning of object key string" if "property name" in str(exc) else "after value"
+    return f"invalid character {text[position]!r} {where}"
+
+
+class _HTTPServer(ThreadingHTTPServer):
+    daemon_threads = True
+    block_on_close = False
+    app: OllamaServer
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        with self.app._lock:
+            self.app._connections[request] = False
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request: Any) -> None:
+        with self.app._lock:
+            self.app._connections.pop(request, None)
+        super().shutdown_request(request)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # Clients that hang up mid-reply are normal here (tests, exit_after); stay quiet.
+        if self.app.verbose:
+            super().handle_error(request, client_address)
+
+
+class _HTTPServer6(_HTTPServer):
+    address_family = socket.AF_INET6
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # else every small reply waits 40 ms for a delayed ACK
+    server_version = f"rag-ollama/{native.VERSION}"
+    sys_version = ""
+    server: _HTTPServer
+
+    def do_GET(self) -> None:  # noqa: N802 - the stdlib's naming
+        self._handle()
+
+    do_HEAD = do_POST = do_DELETE = do_PUT = do_PATCH = do_OPTIONS = do_GET
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+        if self.server.app.verbose:
+            super().log_message(format, *args)
+
+    def _handle(self) -> None:
+        app = self.server.app
+        raw = self._read_body()
+        number = app._next_number()
+        if number is None:  # the server is exiting: hang up like a dead process would
+            self.close_connection = True
+            return
+        app._set_busy(self.request, True)
+        path = urlsplit(self.path).path
+        headers = {k.lower(): v for k, v in self.headers.items()}
+        try:
+            self._meta = (self.command, path, _json_or_none(raw), headers)
+            self._send(app.dispatch(self.command, path, raw, number), path.startswith("/v1/"))
+        except (ConnectionError, OSError):
+            self.close_connection = True
+        finally:
+            app._set_busy(self.request, False)
+            if app.exit_after and number >= app.exit_after:
+                self.close_connection = True
+                app._exit_now()
+
+    def _read_body(self) -> bytes:
+        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+            parts = []
+            while size := int(self.rfile.readline().split(b";")[0].strip() or b"0", 16):
+                parts.append(self.rfile.read(size))
+                self.rfile.readline()
+            while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                pass
+            return b"".join(parts)
+        length = int(self.headers.get("Content-Length") or 0)
+        return self.rfile.read(length) if length else b""
+
+    def _start(self, status: int, headers: dict[str, str]) -> None:
+        method, path, body, request_headers = self._meta
+        self.server.app._record(RecordedRequest(method, path, body, request_headers, status))
+        self.send_response(status)
+        for name, value in headers.items():
+            self.send_header(name, value)
+        if self.server.app.exiting:
+            self.send_header("Connection", "close")
+            self.close_connection = True
+        self.end_headers()
+
+    def _send(self, reply: Reply, openai: bool) -> None:
+        if isinstance(reply, StreamReply):
+            self._send_stream(reply, openai)
+            return
+        headers: dict[str, str] = {}
+        if isinstance(reply, TextReply):
+            data = reply.text.encode()
+            headers["Content-Type"] = "text/plain; charset=utf-8"
+        elif reply.body is None:
+            data = b""
+        else:
+            data = json.dumps(reply.body, ensure_ascii=False).encode()
+            headers["Content-Type"] = "application/json; charset=utf-8"
+        headers["Content-Length"] = str(len(data))
+        self._start(reply.status, headers)
+        if self.command != "HEAD" and data:
+            self.wfile.write(data)
+
+    def _send_stream(self, reply: StreamReply, openai: bool) -> None:
+        items = iter(reply.items)
+        try:
+            first = next(items, None)
+        except ApiError as exc:  # nothing sent yet: a proper status, as Ollama does
+            self._send(_error(exc.status, exc.message, openai), openai)
+            return
+        kind = "text/event-stream" if reply.sse else "application/x-ndjson"
+        self._start(200, {"Content-Type": kind, "Transfer-Encoding": "chunked", **reply.headers})
+        try:
+            item = first
+            while item is not None:
+                self._chunk(self._encode(item, reply.sse))
+                item = next(items, None)
+        except ApiError as exc:
+            self._chunk(self._encode(openai_error(exc.status, exc.message) if openai else
+                                     {"error": exc.message}, reply.sse))
+        except Exception as exc:  # noqa: BLE001 - reported in-band like Ollama's final error line
+            self._chunk(self._encode({"error": f"{type(exc).__name__}: {exc}"}, reply.sse))
+        if reply.sse:
+            self._chunk(b"data: [DONE]\n\n")
+        self.wfile.write(b"0\r\n\r\n")
+
+    @staticmethod
+    def _encode(item: Any, sse: bool) -> bytes:
+        text = json.dumps(item, ensure_ascii=False)
+        return f"data: {text}\n\n".encode() if sse else (text + "\n").encode()
+
+    def _chunk(self, data: bytes) -> None:
+        self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
+
+
+def _json_or_none(raw: bytes) -> Any:
+    try:
+        return json.loads(raw) if raw.strip() else None
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return None
+
+
+def serve(engine: Engine | str = "hash", *, host: str = "127.0.0.1", port: int = 0, **faults: Any) -> OllamaServer:
+    """Start a server (use as a context manager to stop it): `with serve(port=0) as srv: srv.url`."""
+    return OllamaServer(engine, host=host, port=port, **faults).start()

@@ -1,0 +1,135 @@
+"""Wire-level pieces shared by the route modules: errors, reply shapes, Go-style field checks, times."""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+GO_TYPES = {str: "string", bool: "bool", int: "int", float: "float64", list: "[]", dict: "map"}
+JSON_KINDS = {str: "string", bool: "bool", int: "number", float: "number", list: "array", dict: "object"}
+DEFAULT_KEEP_ALIVE = 300.0
+FOREVER = timedelta(days=365 * 200)
+_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
+_UNIT_SECONDS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+class ApiError(Exception):
+    """An error reply: HTTP ``status`` with body ``{"error": message}`` (or a final stream line)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+@dataclass(frozen=True)
+class JsonReply:
+    """A JSON body, or an empty body when ``body`` is None."""
+
+    body: Any = None
+    status: int = 200
+
+
+@dataclass(frozen=True)
+class TextReply:
+    """A plain-text body (`Ollama is running`, `404 page not found`)."""
+
+    text: str
+    status: int = 200
+
+
+@dataclass(frozen=True)
+class StreamReply:
+    """A streamed body: NDJSON lines, or SSE `data:` events ending in `data: [DONE]` when ``sse``."""
+
+    items: Iterator[Any]
+    sse: bool = False
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+Reply = JsonReply | TextReply | StreamReply
+
+
+def _kind(value: Any) -> str:
+    if value is None:
+        return "null"
+    return next((k for t, k in JSON_KINDS.items() if isinstance(value, t)), "value")
+
+
+def get_field(body: dict[str, Any], name: str, kind: type, struct: str, default: Any = None) -> Any:
+    """``body[name]`` checked against ``kind``; a wrong type is the 400 Go's json decoder gives."""
+    value = body.get(name)
+    if value is None:
+        return default
+    ok = isinstance(value, kind) and not (kind in (int, float) and isinstance(value, bool))
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        ok = True
+    if not ok:
+        raise ApiError(
+            400,
+            f"json: cannot unmarshal {_kind(value)} into Go struct field {struct}.{name} "
+            f"of type {GO_TYPES.get(kind, 'value')}",
+        )
+    return value
+
+
+def model_field(body: dict[str, Any], struct: str) -> str:
+    """The request's model name (`model`, or the legacy `name`), stripped."""
+    return str(get_field(body, "model", str, struct) or get_field(body, "name", str, struct) or "").strip()
+
+
+def parse_keep_alive(value: Any) -> timedelta | None:
+    """A keep_alive value as a duration: seconds or a Go duration string; negative means forever."""
+    if value is None:
+        return timedelta(seconds=DEFAULT_KEEP_ALIVE)
+    if isinstance(value, bool):
+        raise ApiError(400, "json: cannot unmarshal bool into Go value of type api.Duration")
+    if isinstance(value, (int, float)):
+        seconds = float(value)
+    else:
+        text = str(value).strip()
+        sign = -1.0 if text.startswith("-") else 1.0
+        body = text.lstrip("+-")
+        parts = _DURATION_PART.findall(body)
+        if body == "0":
+            seconds = 0.0
+        elif not parts or "".join(n + u for n, u in parts) != body:
+            raise ApiError(400, f'time: invalid duration "{text}"')
+        else:
+            seconds = sign * sum(float(n) * _UNIT_SECONDS[u] for n, u in parts)
+    return FOREVER if seconds < 0 else timedelta(seconds=seconds)
+
+
+def now_iso() -> str:
+    """Now in UTC as RFC 3339 with a `Z`, like Go's `time.Time` JSON."""
+    return rfc3339(datetime.now(timezone.utc))
+
+
+def rfc3339(moment: datetime) -> str:
+    """A datetime as RFC 3339 (`2026-08-21T10:00:00.123456Z` for UTC)."""
+    text = moment.isoformat(timespec="microseconds")
+    return text.replace("+00:00", "Z")
+
+
+def ns_since(start_ns: int) -> int:
+    """Nanoseconds since ``start_ns`` (from `time.perf_counter_ns`), at least 1 so omitempty keeps it."""
+    return max(1, time.perf_counter_ns() - start_ns)
+
+
+def openai_error(status: int, message: str) -> dict[str, Any]:
+    """The OpenAI-compatible error body for ``status``."""
+    kind = {400: "invalid_request_error", 404: "not_found_error"}.get(status, "api_error")
+    return {"error": {"message": message, "type": kind, "param": None, "code": None}}
+
+
+@dataclass(frozen=True)
+class Request:
+    """A parsed request as the route functions see it."""
+
+    method: str
+    path: str
+    body: dict[str, Any]
