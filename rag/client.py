@@ -20,7 +20,14 @@ from rag import client_v1 as v1
 from rag.client_v1 import Think
 from rag.models_types import Health, ModelDetails, ModelInfo, ModelsReady, PullProgress, RunningModel
 
-__all__ = ["Api", "OllamaClient", "Progress", "SUGGESTED_CHAT_MODEL", "SUGGESTED_EMBED_MODEL"]
+__all__ = [
+    "SUGGESTED_CHAT_MODEL",
+    "SUGGESTED_EMBED_MODEL",
+    "Api",
+    "OllamaClient",
+    "Progress",
+    "check_capability",
+]
 
 T = TypeVar("T")
 Api = Literal["native", "openai"]

@@ -17,6 +17,8 @@ from ollama import ChatResponse, Message
 
 from ingest.errors import OllamaError
 
+__all__ = ["V1_OPTIONS", "Think", "chat_body", "chat_lines", "chat_response", "embed_body", "embeddings"]
+
 Think = bool | Literal["low", "medium", "high"] | None
 
 # Options the /v1 dialect understands; everything else (num_ctx, ...) cannot travel through it.
