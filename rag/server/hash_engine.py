@@ -20,6 +20,8 @@ from rag.server.engine import ContextExceeded, Generation, ModelSpec
 
 DEFAULT_NUM_CTX = 4096
 UNIGRAM_WEIGHT = 0.5  # single Han characters are ambiguous; bigrams carry most of the meaning
+COARSE_DIMS = 64  # nomic's smallest Matryoshka size
+COARSE_WEIGHT = 0.5
 EMPTY_FEATURE = "\x00empty"  # keeps an all-punctuation text from becoming a zero vector
 
 
@@ -112,6 +114,10 @@ def raw_vector(text: str, dims: int, tokens: int) -> list[float]:
         sign = 1.0 if digest[4] & 1 else -1.0
         weight = UNIGRAM_WEIGHT if feature.startswith("u:") else 1.0
         vector[bucket] += sign * weight * (1.0 + math.log(tf))
+        # A second, coarse bucket in the first dimensions keeps `dimensions`-cut vectors meaningful,
+        # the way Matryoshka models front-load information.
+        coarse = int.from_bytes(digest[5:8], "little") % min(dims, COARSE_DIMS)
+        vector[coarse] += sign * weight * COARSE_WEIGHT * (1.0 + math.log(tf))
     norm = math.sqrt(sum(v * v for v in vector)) or 1.0
     # A real model's raw pooled vector is not unit length; /api/embed must be seen to normalise it.
     scale = (2.0 + tokens) / norm

@@ -18,6 +18,7 @@ PASSAGE_RE = re.compile(r"^\[(\d+)\] ")
 SENTENCE_SPLIT_RE = re.compile(r"(?<=[.!?])\s+|(?<=[。！？；])|\n+")
 PIECE_RE = re.compile(rf"[{HAN}]{{1,3}}|[^{HAN}\s]+\s*|\s+")
 HAS_HAN_RE = re.compile(rf"[{HAN}]")
+CJK_END_RE = re.compile(rf"[{HAN}\u3000-\u303f\uff00-\uffef]$")  # Han or full-width punctuation
 TASK_PREFIXES = (
     "search_document: ",
     "search_query: ",
@@ -148,7 +149,7 @@ def answer(passages: list[Passage], question: str) -> str:
         return NO_ANSWER_ZH if has_han(question) else NO_ANSWER_EN
     scored.sort()
     best = [scored[0]] + [s for s in scored[1:2] if -s[0] * 2 >= -scored[0][0]]
-    parts = [f"{sentence}[{n}]" if has_han(sentence[-1:]) else f"{sentence} [{n}]" for _, _, sentence, n in best]
+    parts = [f"{sentence}[{n}]" if CJK_END_RE.search(sentence) else f"{sentence} [{n}]" for _, _, sentence, n in best]
     return ("" if has_han(question) else " ").join(parts)
 
 

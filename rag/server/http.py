@@ -6,6 +6,7 @@ chunked NDJSON / SSE streams, which is what httpx (the `ollama` SDK's transport)
 
 from __future__ import annotations
 
+import functools
 import json
 import socket
 import threading
@@ -26,6 +27,7 @@ Route = Callable[["OllamaServer", Request], Reply]
 BUSY = "server busy, please try again.  maximum pending requests exceeded"
 INJECTED = "injected failure"
 DEFAULT_NUM_CTX = 4096
+POLL_INTERVAL = 0.05  # how fast stop() takes effect
 BODY_METHODS = ("POST", "PUT", "PATCH", "DELETE")
 
 ROUTES: dict[str, dict[str, Route]] = {
@@ -133,7 +135,8 @@ class OllamaServer:
         self._httpd = server_class((self.host, self.port), _Handler)
         self._httpd.app = self
         self.port = self._httpd.server_address[1]
-        self._thread = threading.Thread(target=self._httpd.serve_forever, name=f"ollama-{self.port}", daemon=True)
+        serve = functools.partial(self._httpd.serve_forever, poll_interval=POLL_INTERVAL)
+        self._thread = threading.Thread(target=serve, name=f"ollama-{self.port}", daemon=True)
         self._thread.start()
         return self
 
@@ -185,7 +188,17 @@ class OllamaServer:
             self._count += 1
             if self.exit_after and self._count >= self.exit_after:
                 self._exiting = True
+                self._refuse_new_connections()
             return self._count
+
+    def _refuse_new_connections(self) -> None:
+        # Shutting the listening socket down refuses connects at once, like a process that exited;
+        # merely not calling accept() would leave new clients hanging in the backlog, then reset.
+        if self._httpd is not None:
+            try:
+                self._httpd.socket.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
 
     @property
     def exiting(self) -> bool:
@@ -275,6 +288,11 @@ class _HTTPServer(ThreadingHTTPServer):
     daemon_threads = True
     block_on_close = False
     app: OllamaServer
+
+    def get_request(self) -> tuple[socket.socket, Any]:
+        if self.app.exiting:  # the listener is shut down: back off instead of spinning on accept errors
+            time.sleep(POLL_INTERVAL)
+        return super().get_request()
 
     def process_request(self, request: Any, client_address: Any) -> None:
         with self.app._lock:

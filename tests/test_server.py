@@ -1,0 +1,453 @@
+"""The bundled Ollama-protocol server, through the official SDK and raw httpx."""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+import struct
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+
+import httpx
+import numpy as np
+import ollama
+import pytest
+
+from rag.server import EngineUnavailable, HashEngine, ModelSpec, OllamaServer, make_engine, serve
+from rag.server.hash_text import NO_ANSWER_EN, NO_ANSWER_ZH
+
+CHAT = "qwen2.5:7b"
+EMBED = "nomic-embed-text"
+PROMPT = (
+    "Passages:\n"
+    "[1] docs/guide.md — Setup > Install\n"
+    "Install rag with pip install rag. It needs Python 3.10 or newer.\n\n"
+    "[2] docs/faq.md — Colours\n"
+    "The logo is blue. Nobody knows why.\n\n"
+    "Question: How do I install rag?"
+)
+
+
+@pytest.fixture
+def client(ollama_server: OllamaServer) -> Iterator[ollama.Client]:
+    sdk = ollama.Client(host=ollama_server.url, timeout=10)
+    yield sdk
+    sdk.close()
+
+
+@pytest.fixture
+def http(ollama_server: OllamaServer) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=ollama_server.url, timeout=10) as raw:
+        yield raw
+
+
+def ndjson(response: httpx.Response) -> list[dict]:
+    return [json.loads(line) for line in response.text.splitlines() if line.strip()]
+
+
+def cosine(a: list[float], b: list[float]) -> float:
+    return float(np.dot(a, b) / (np.linalg.norm(a) * np.linalg.norm(b)))
+
+
+# -- plain endpoints -------------------------------------------------------------------------------
+
+
+def test_root_version_and_routing(http: httpx.Client) -> None:
+    root = http.get("/")
+    assert root.status_code == 200 and root.text == "Ollama is running"
+    head = http.head("/")
+    assert head.status_code == 200 and head.content == b""
+    assert http.get("/api/version").json()["version"].startswith("0.33")
+    missing = http.get("/api/nope")
+    assert (missing.status_code, missing.text) == (404, "404 page not found")
+    assert http.get("/api/chat").status_code == 405
+    assert http.post("/api/tags").status_code == 405
+
+
+def test_body_errors(http: httpx.Client) -> None:
+    empty = http.post("/api/chat", content=b"")
+    assert (empty.status_code, empty.json()) == (400, {"error": "missing request body"})
+    bad = http.post("/api/chat", content=b"xyz")
+    assert bad.status_code == 400 and bad.json()["error"].startswith("invalid character 'x'")
+    wrong_type = http.post("/api/chat", json={"model": 5})
+    assert wrong_type.status_code == 400 and "cannot unmarshal number" in wrong_type.json()["error"]
+
+
+def test_tags_lists_the_default_catalog(client: ollama.Client) -> None:
+    names = {m.model for m in client.list().models}
+    assert {"nomic-embed-text:latest", "all-minilm:latest", "mxbai-embed-large:latest", CHAT, "llama3.2:1b"} <= names
+    assert "qwen2.5:0.5b" not in names
+
+
+def test_show_reports_dimensions_context_and_capabilities(client: ollama.Client) -> None:
+    nomic = client.show(EMBED)
+    assert nomic.modelinfo["general.architecture"] == "nomic-bert"
+    assert nomic.modelinfo["nomic-bert.embedding_length"] == 768
+    assert nomic.modelinfo["nomic-bert.context_length"] == 2048
+    assert nomic.capabilities == ["embedding"]
+    minilm = client.show("All-MiniLM")  # case-insensitive, tag defaults to latest
+    assert minilm.modelinfo["bert.embedding_length"] == 384 and minilm.modelinfo["bert.context_length"] == 256
+    qwen = client.show(CHAT)
+    assert "tools" in qwen.capabilities and qwen.template and qwen.details.family == "qwen2"
+
+
+def test_ps_lists_models_used_recently(client: ollama.Client, ollama_server_factory) -> None:
+    assert client.ps().models == []
+    client.embed(model=EMBED, input="hello")
+    client.chat(model=CHAT, messages=[{"role": "user", "content": "hi"}], options={"num_ctx": 8192})
+    running = {m.model: m for m in client.ps().models}
+    assert running["nomic-embed-text:latest"].size_vram == 0
+    assert running["nomic-embed-text:latest"].context_length == 2048  # clamped to the trained context
+    assert running[CHAT].context_length == 8192 and running[CHAT].expires_at is not None
+    client.chat(model=CHAT, messages=[], keep_alive=0)  # unload
+    assert CHAT not in {m.model for m in client.ps().models}
+
+    gpu = ollama_server_factory(gpu=True)
+    with httpx.Client(base_url=gpu.url) as raw:
+        raw.post("/api/embed", json={"model": EMBED, "input": []})
+        (model,) = raw.get("/api/ps").json()["models"]
+    assert model["size_vram"] == model["size"] > 0
+
+
+# -- embeddings ------------------------------------------------------------------------------------
+
+
+def test_embed_returns_float32_unit_vectors_with_metrics(client: ollama.Client) -> None:
+    reply = client.embed(model=EMBED, input=["The cat sat on the mat", "Dogs bark"])
+    assert len(reply.embeddings) == 2 and all(len(v) == 768 for v in reply.embeddings)
+    for vector in reply.embeddings:
+        assert math.isclose(float(np.linalg.norm(vector)), 1.0, rel_tol=1e-5)
+        assert all(float(np.float32(x)) == x for x in vector[:50])
+    assert reply.prompt_eval_count == 8 and reply.total_duration > 0 and reply.load_duration > 0
+
+
+def test_legacy_embeddings_are_raw_but_point_the_same_way(client: ollama.Client) -> None:
+    raw = client.embeddings(model=EMBED, prompt="The cat sat on the mat").embedding
+    unit = client.embed(model=EMBED, input="The cat sat on the mat").embeddings[0]
+    assert float(np.linalg.norm(raw)) > 2.0
+    assert cosine(raw, unit) == pytest.approx(1.0, abs=1e-6)
+
+
+def test_empty_input_loads_the_model(client: ollama.Client) -> None:
+    assert client.embed(model=EMBED, input=[]).embeddings == []
+    assert client.embeddings(model=EMBED, prompt="").embedding == []
+    assert [m.model for m in client.ps().models] == ["nomic-embed-text:latest"]
+
+
+def test_texts_sharing_words_are_closer(client: ollama.Client) -> None:
+    a, b, c = client.embed(model=EMBED, input=[
+        "Install the package with pip", "pip can install the package", "Bananas are yellow fruit"]).embeddings
+    assert cosine(a, b) > cosine(a, c) + 0.3
+
+
+def test_chinese_texts_sharing_terms_are_closer(client: ollama.Client) -> None:
+    a, b, c = client.embed(model=EMBED, input=[
+        "如何安装向量数据库", "向量数据库的安装步骤", "今天天气很好，适合散步"]).embeddings
+    assert cosine(a, b) > cosine(a, c) + 0.2
+
+
+def test_task_prefixes_are_understood_and_recorded(client: ollama.Client, ollama_server: OllamaServer) -> None:
+    prefixed = client.embed(model=EMBED, input="search_query: where is the manual").embeddings[0]
+    plain = client.embed(model=EMBED, input="where is the manual").embeddings[0]
+    assert prefixed == plain
+    assert ollama_server.requests[0].json["input"] == "search_query: where is the manual"
+
+
+def test_truncation_follows_the_truncate_flag(client: ollama.Client) -> None:
+    long_text = " ".join(["word"] * 300)  # all-minilm takes 256 tokens
+    assert client.embed(model="all-minilm", input=long_text).prompt_eval_count == 256
+    with pytest.raises(ollama.ResponseError) as err:
+        client.embed(model="all-minilm", input=long_text, truncate=False)
+    assert (err.value.status_code, err.value.error) == (400, "the input length exceeds the context length")
+
+
+def test_dimensions_cuts_and_renormalises(client: ollama.Client) -> None:
+    (vector,) = client.embed(model=EMBED, input="hello there", dimensions=64).embeddings
+    assert len(vector) == 64 and math.isclose(float(np.linalg.norm(vector)), 1.0, rel_tol=1e-5)
+
+
+# -- error table -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "status", "error"),
+    [
+        ("/api/generate", {"model": "nope", "prompt": "x"}, 404, "model 'nope' not found"),
+        ("/api/chat", {"model": "nope", "messages": []}, 404, "model 'nope' not found"),
+        ("/api/show", {"model": "nope"}, 404, "model 'nope' not found"),
+        ("/api/embed", {"model": "nope", "input": "x"}, 404, 'model "nope" not found, try pulling it first'),
+        ("/api/embeddings", {"model": "nope", "prompt": "x"}, 404, 'model "nope" not found, try pulling it first'),
+        ("/api/chat", {"messages": []}, 400, "model is required"),
+        ("/api/embeddings", {"prompt": "x"}, 400, "model is required"),
+        ("/api/show", {"model": ""}, 400, "model is required"),
+        ("/api/generate", {"prompt": "x"}, 404, "model '' not found"),
+        ("/api/embed", {"input": "x"}, 404, "model '' not found"),
+        ("/api/generate", {"model": EMBED, "prompt": "x"}, 400, f'"{EMBED}" does not support generate'),
+        ("/api/chat", {"model": EMBED, "messages": []}, 400, f'"{EMBED}" does not support chat'),
+        ("/api/chat", {"model": CHAT, "messages": [], "think": True}, 400, f'"{CHAT}" does not support thinking'),
+        ("/api/embed", {"model": EMBED, "input": 5}, 400, "invalid input type"),
+        ("/api/delete", {"model": "nope"}, 404, "model 'nope' not found"),
+        ("/api/copy", {"source": "nope", "destination": "x"}, 404, 'model "nope" not found'),
+    ],
+)
+def test_error_statuses_and_strings(http: httpx.Client, path: str, body: dict, status: int, error: str) -> None:
+    method = "DELETE" if path == "/api/delete" else "POST"
+    reply = http.request(method, path, json=body)
+    assert (reply.status_code, reply.json()) == (status, {"error": error})
+
+
+def test_think_false_is_fine(client: ollama.Client) -> None:
+    reply = client.chat(model=CHAT, messages=[{"role": "user", "content": "hi"}], think=False)
+    assert reply.done
+
+
+# -- generate and chat -----------------------------------------------------------------------------
+
+
+def test_chat_streams_by_default_with_metrics(http: httpx.Client) -> None:
+    reply = http.post("/api/chat", json={"model": CHAT, "messages": [{"role": "user", "content": PROMPT}]})
+    assert reply.headers["content-type"].startswith("application/x-ndjson")
+    lines = ndjson(reply)
+    assert len(lines) > 3 and not any(line["done"] for line in lines[:-1])
+    final = lines[-1]
+    assert final["done"] and final["done_reason"] == "stop" and final["message"]["content"] == ""
+    for key in ("total_duration", "load_duration", "prompt_eval_count", "prompt_eval_duration",
+                "eval_count", "eval_duration"):
+        assert final[key] > 0, key
+    text = "".join(line["message"]["content"] for line in lines)
+    assert text == "Install rag with pip install rag. [1]"
+
+
+def test_chat_answers_with_citations_or_says_not_found(client: ollama.Client) -> None:
+    def ask(content: str) -> str:
+        return client.chat(model=CHAT, messages=[{"role": "user", "content": content}]).message.content
+
+    assert ask(PROMPT) == "Install rag with pip install rag. [1]"
+    assert ask(PROMPT.replace("How do I install rag?", "What colour is the logo?")) == "The logo is blue. [2]"
+    assert ask(PROMPT.replace("How do I install rag?", "Who won the match?")) == NO_ANSWER_EN
+    chinese = "Passages:\n[1] a.md — 安装\n使用 pip 安装。需要 Python 3.10。\n\nQuestion: 天气怎么样？"
+    assert ask(chinese) == NO_ANSWER_ZH
+    assert ask(chinese.replace("天气怎么样？", "怎么安装？")) == "使用 pip 安装。[1]"
+
+
+def test_rewrite_requests_use_the_previous_question(client: ollama.Client) -> None:
+    messages = [
+        {"role": "system", "content": "Rewrite the follow-up as a standalone question."},
+        {"role": "user", "content": "Conversation:\nuser: How do I install rag?\nassistant: With pip [1].\n\n"
+                                    "Follow-up question: and on Windows?"},
+    ]
+    assert client.chat(model=CHAT, messages=messages).message.content == "install rag and on Windows?"
+
+
+def test_plain_chat_echoes(client: ollama.Client) -> None:
+    reply = client.chat(model="LLAMA3.2:1B", messages=[{"role": "user", "content": "good morning"}])
+    assert reply.message.content == "You said: good morning" and reply.model == "LLAMA3.2:1B"
+
+
+def test_num_ctx_drops_old_messages_and_reports_what_was_evaluated(client: ollama.Client) -> None:
+    history = [{"role": "user", "content": "old " * 50}, {"role": "assistant", "content": "ok " * 50}]
+    messages = [{"role": "system", "content": "be brief"}, *history, {"role": "user", "content": PROMPT}]
+    full = client.chat(model=CHAT, messages=messages)
+    cut = client.chat(model=CHAT, messages=messages, options={"num_ctx": 60})
+    assert full.prompt_eval_count > 100 and cut.prompt_eval_count <= 60
+    assert cut.message.content == "Install rag with pip install rag. [1]"  # the question survives
+    tiny = client.chat(model=CHAT, messages=messages, options={"num_ctx": 20})
+    assert tiny.message.content == NO_ANSWER_EN  # passages were cut from the front
+
+
+def test_generate_stream_and_non_stream(client: ollama.Client) -> None:
+    parts = list(client.generate(model=CHAT, prompt=PROMPT, stream=True))
+    assert len(parts) > 3 and parts[-1].done and parts[-1].eval_count > 0
+    assert "".join(p.response for p in parts) == "Install rag with pip install rag. [1]"
+    whole = client.generate(model=CHAT, prompt=PROMPT)
+    assert whole.response == "Install rag with pip install rag. [1]" and whole.context
+    assert client.generate(model=CHAT, prompt="").done_reason == "load"
+    limited = client.generate(model=CHAT, prompt=PROMPT, options={"num_predict": 2})
+    assert limited.done_reason == "length" and limited.response == "Install rag "
+
+
+# -- OpenAI compatibility --------------------------------------------------------------------------
+
+
+def test_v1_chat_completions(http: httpx.Client) -> None:
+    body = {"model": CHAT, "messages": [{"role": "user", "content": PROMPT}]}
+    reply = http.post("/v1/chat/completions", json=body).json()
+    assert reply["object"] == "chat.completion" and reply["choices"][0]["finish_reason"] == "stop"
+    assert reply["choices"][0]["message"]["content"] == "Install rag with pip install rag. [1]"
+    assert reply["usage"]["total_tokens"] == reply["usage"]["prompt_tokens"] + reply["usage"]["completion_tokens"]
+
+
+def test_v1_chat_completions_stream_sse(http: httpx.Client) -> None:
+    body = {"model": CHAT, "stream": True, "messages": [{"role": "user", "content": PROMPT}],
+            "stream_options": {"include_usage": True}}
+    reply = http.post("/v1/chat/completions", json=body)
+    assert reply.headers["content-type"].startswith("text/event-stream")
+    events = [e for e in reply.text.split("\n\n") if e]
+    assert all(e.startswith("data: ") for e in events) and events[-1] == "data: [DONE]"
+    chunks = [json.loads(e[6:]) for e in events[:-1]]
+    assert len(chunks) > 3 and chunks[0]["object"] == "chat.completion.chunk"
+    text = "".join(c["choices"][0]["delta"]["content"] for c in chunks if c["choices"])
+    assert text == "Install rag with pip install rag. [1]"
+    assert chunks[-1]["choices"] == [] and chunks[-1]["usage"]["completion_tokens"] > 0
+
+
+def test_v1_completions_embeddings_models_and_errors(http: httpx.Client) -> None:
+    completion = http.post("/v1/completions", json={"model": CHAT, "prompt": "hello"}).json()
+    assert completion["object"] == "text_completion" and completion["choices"][0]["text"] == "You said: hello"
+    floats = http.post("/v1/embeddings", json={"model": EMBED, "input": ["a b", "c"]}).json()
+    assert [d["index"] for d in floats["data"]] == [0, 1] and len(floats["data"][0]["embedding"]) == 768
+    packed = http.post("/v1/embeddings", json={"model": EMBED, "input": "a b", "encoding_format": "base64"}).json()
+    decoded = struct.unpack("<768f", base64.b64decode(packed["data"][0]["embedding"]))
+    assert list(decoded) == floats["data"][0]["embedding"]
+    ids = {m["id"] for m in http.get("/v1/models").json()["data"]}
+    assert CHAT in ids and http.get(f"/v1/models/{CHAT}").json()["owned_by"] == "library"
+    missing = http.post("/v1/chat/completions", json={"model": "nope", "messages": []})
+    assert missing.status_code == 404
+    assert missing.json() == {"error": {"message": "model 'nope' not found", "type": "not_found_error",
+                                        "param": None, "code": None}}
+
+
+# -- model management ------------------------------------------------------------------------------
+
+
+def test_pull_streams_progress_and_installs(client: ollama.Client) -> None:
+    lines = list(client.pull("qwen2.5:0.5b", stream=True))
+    statuses = [line.status for line in lines]
+    assert statuses[0] == "pulling manifest" and statuses[-3:] == ["verifying sha256 digest", "writing manifest",
+                                                                     "success"]
+    layer = [line for line in lines if line.digest == lines[1].digest]
+    assert layer[0].completed is None and len(layer) > 3
+    completed = [line.completed for line in layer[1:]]
+    assert completed == sorted(completed) and completed[-1] == layer[0].total
+    assert "qwen2.5:0.5b" in {m.model for m in client.list().models}
+    assert client.chat(model="qwen2.5:0.5b", messages=[{"role": "user", "content": "hi"}]).done
+
+
+def test_pull_non_stream_and_unknown(client: ollama.Client, http: httpx.Client) -> None:
+    assert client.pull("bge-m3").status == "success"
+    assert len(client.embed(model="bge-m3", input="x").embeddings[0]) == 1024
+    streamed = ndjson(http.post("/api/pull", json={"model": "no-such-model"}))
+    assert streamed[0] == {"status": "pulling manifest"} and "error" in streamed[-1]
+    with pytest.raises(ollama.ResponseError) as err:
+        client.pull("no-such-model")
+    assert err.value.status_code == 500
+
+
+def test_copy_then_delete(client: ollama.Client, http: httpx.Client) -> None:
+    copied = http.post("/api/copy", json={"source": EMBED, "destination": "my-embedder"})
+    assert copied.status_code == 200 and copied.content == b""
+    assert client.embed(model="my-embedder", input="x").embeddings == client.embed(model=EMBED, input="x").embeddings
+    deleted = http.request("DELETE", "/api/delete", json={"model": "my-embedder"})
+    assert deleted.status_code == 200 and deleted.content == b""
+    assert "my-embedder:latest" not in {m.model for m in client.list().models}
+    with pytest.raises(ollama.ResponseError) as err:
+        client.delete("my-embedder")
+    assert (err.value.status_code, err.value.error) == (404, "model 'my-embedder' not found")
+
+
+# -- recording and faults --------------------------------------------------------------------------
+
+
+def test_requests_are_recorded(client: ollama.Client, ollama_server: OllamaServer) -> None:
+    client.embed(model=EMBED, input=["a", "b"])
+    with pytest.raises(ollama.ResponseError):
+        client.show("nope")
+    first, second = ollama_server.requests
+    assert (first.method, first.path, first.status) == ("POST", "/api/embed", 200)
+    assert first.json == {"model": EMBED, "input": ["a", "b"]} and "user-agent" in first.headers
+    assert (second.path, second.status) == ("/api/show", 404)
+    ollama_server.clear_requests()
+    assert ollama_server.requests == []
+
+
+def test_fail_every_and_busy_every(ollama_server_factory) -> None:
+    failing = ollama_server_factory(fail_every=2)
+    busy = ollama_server_factory(busy_every=3)
+    with httpx.Client() as raw:
+        assert [raw.get(failing.url + "/api/tags").status_code for _ in range(4)] == [200, 500, 200, 500]
+        statuses = [raw.get(busy.url + "/api/tags") for _ in range(3)]
+    assert [r.status_code for r in statuses] == [200, 200, 503]
+    assert statuses[2].json() == {"error": "server busy, please try again.  maximum pending requests exceeded"}
+
+
+def test_latency(ollama_server: OllamaServer, http: httpx.Client) -> None:
+    ollama_server.latency = 0.2
+    start = time.perf_counter()
+    http.get("/")
+    assert time.perf_counter() - start >= 0.2
+
+
+def test_exit_after(ollama_server_factory) -> None:
+    server = ollama_server_factory(exit_after=2)
+    sdk = ollama.Client(host=server.url, timeout=5)
+    try:
+        sdk.list()
+        sdk.list()
+        deadline = time.monotonic() + 5
+        with pytest.raises(ConnectionError):
+            while time.monotonic() < deadline:
+                sdk.list()
+                time.sleep(0.05)
+    finally:
+        sdk.close()
+
+
+def test_old_server_has_no_api_embed(ollama_server_factory) -> None:
+    server = ollama_server_factory(old_server=True)
+    with httpx.Client(base_url=server.url) as raw:
+        missing = raw.post("/api/embed", json={"model": EMBED, "input": "x"})
+        assert (missing.status_code, missing.text) == (404, "404 page not found")
+        assert len(raw.post("/api/embeddings", json={"model": EMBED, "prompt": "x"}).json()["embedding"]) == 768
+
+
+def test_stream_error_after(ollama_server_factory) -> None:
+    server = ollama_server_factory(stream_error_after=2)
+    sdk = ollama.Client(host=server.url, timeout=5)
+    try:
+        seen = []
+        with pytest.raises(ollama.ResponseError) as err:
+            for part in sdk.chat(model=CHAT, messages=[{"role": "user", "content": PROMPT}], stream=True):
+                seen.append(part.message.content)
+        assert len(seen) == 2 and err.value.status_code == -1
+    finally:
+        sdk.close()
+    assert server.requests[-1].status == 200
+
+
+# -- engines, Python and shell entry points --------------------------------------------------------
+
+
+def test_custom_catalog_and_serve() -> None:
+    spec = ModelSpec("tiny-embed:v1", "bert", ("embedding",), 64, 16)
+    with serve(engine=HashEngine(catalog=[spec], library=[]), port=0) as srv:
+        assert srv.url.startswith("http://127.0.0.1:")
+        with httpx.Client(base_url=srv.url) as raw:
+            assert [m["name"] for m in raw.get("/api/tags").json()["models"]] == ["tiny-embed:v1"]
+            vectors = raw.post("/api/embed", json={"model": "TINY-EMBED:v1", "input": "x"}).json()["embeddings"]
+    assert len(vectors[0]) == 16
+
+
+def test_local_engine_unavailable_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "rag.server.local_engine", None)  # import now fails
+    with pytest.raises(EngineUnavailable, match=r"pip install 'rag\[local\]'"):
+        make_engine("local")
+
+
+def test_python_m_rag_server_prints_a_url_that_answers() -> None:
+    proc = subprocess.Popen([sys.executable, "-m", "rag.server", "--port", "0"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        url = proc.stdout.readline().strip()
+        assert url.startswith("http://127.0.0.1:")
+        assert httpx.get(url + "/", timeout=5).text == "Ollama is running"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+        for pipe in (proc.stdout, proc.stderr):
+            if pipe is not None:
+                pipe.close()
+    assert proc.returncode == 0
