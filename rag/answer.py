@@ -265,7 +265,6 @@ def ask_stream(
     hits = retriever.search(search_query or question, k=k, where_glob=where_glob, kinds=kinds)
     settings = retriever.settings
     retrieval = time.perf_counter() - started
-    client = client or OllamaClient(settings.host, timeouts=settings.index.timeouts)
     run = _generate(client, question, hits, settings=settings, history=history, started=started,
                     retrieval=retrieval)
     return AnswerStream(run, on_done)
@@ -277,7 +276,7 @@ def ask(retriever: Retriever, question: str, **kwargs: Any) -> Answer:
 
 
 def _generate(
-    client: OllamaClient,
+    client: OllamaClient | None,
     question: str,
     hits: Sequence[Hit],
     *,
@@ -308,16 +307,23 @@ def _generate(
     parts: list[str] = []
     first: float | None = None
     final: Any = None
-    for chunk in client.chat(settings.chat_model, messages, stream=True, think=False,
-                             options=chat_options(settings, num_ctx, settings.answer_tokens)):
-        piece = (chunk.message.content or "") if chunk.message else ""
-        if piece:
-            if first is None:
-                first = time.perf_counter() - started
-            parts.append(piece)
-            yield piece
-        if chunk.done:
-            final = chunk
+    # A client made here is closed here, even when the caller stops iterating early.
+    own = client is None
+    chat_client = client or OllamaClient(settings.host, timeouts=settings.index.timeouts)
+    try:
+        for chunk in chat_client.chat(settings.chat_model, messages, stream=True, think=False,
+                                      options=chat_options(settings, num_ctx, settings.answer_tokens)):
+            piece = (chunk.message.content or "") if chunk.message else ""
+            if piece:
+                if first is None:
+                    first = time.perf_counter() - started
+                parts.append(piece)
+                yield piece
+            if chunk.done:
+                final = chunk
+    finally:
+        if own:
+            chat_client.close()
     text = "".join(parts).strip()
     evaluated = getattr(final, "prompt_eval_count", None)
     if prompt_was_cut(estimate, evaluated, num_ctx):

@@ -10,16 +10,22 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, overload
 
 from ingest.config import IndexSettings
 from ingest.indexer import ProgressFn, index_folder
-from ingest.lexical import LexicalIndex
 from ingest.manifest import Manifest
 from ingest.records import IndexReport
 from ingest.store import Store
+from rag.answer import AnswerStream, ask_stream
+from rag.chat import Chat
+from rag.client import OllamaClient
+from rag.config import Settings
+from rag.retrieve import Mode, Retriever
+from rag.types import Answer, Hit
 
 
 @dataclass(frozen=True)
@@ -63,6 +69,8 @@ class RAG:
         )
         self.chat_model = chat_model
         self.options = {k: v for k, v in options.items() if k not in index_options}
+        self._retriever: Retriever | None = None
+        self._client: OllamaClient | None = None
 
     @property
     def host(self) -> str:
@@ -80,6 +88,7 @@ class RAG:
         self, folder: str | os.PathLike[str], *, rebuild: bool = False, progress: ProgressFn | None = None
     ) -> IndexReport:
         """Sync ``folder`` into the index: embed new and changed files, remove deleted ones."""
+        self._close_read_path()  # a rebuild replaces the collection a cached read handle points at
         return index_folder(Path(folder), self.index_settings, rebuild=rebuild, progress=progress)
 
     def status(self) -> IndexStatus:
@@ -95,7 +104,83 @@ class RAG:
             fingerprint=store.fingerprint(),
         )
 
-    # The read path (filled in by rag.retrieve / rag.answer / rag.chat).
-    def _open_read_path(self) -> tuple[Store, LexicalIndex]:
-        store = Store.open(self.db, self.collection)
-        return store, LexicalIndex.open(self.db, self.collection, create=False)
+    # -- the read path: rag.retrieve / rag.answer / rag.chat ------------------------------------
+
+    def read_settings(self) -> Settings:
+        """Retrieval and answer settings: constructor options > RAG_* environment > defaults."""
+        return Settings.resolve(index=self.index_settings, chat_model=self.chat_model, **self.options)
+
+    def retriever(self) -> Retriever:
+        """The opened index for searching (opened once, on first use)."""
+        if self._retriever is None:
+            self._retriever = Retriever.open(self.read_settings())
+        return self._retriever
+
+    def chat_client(self) -> OllamaClient:
+        """The HTTP client for `/api/chat` (made once, closed by `close()`)."""
+        if self._client is None:
+            self._client = OllamaClient(self.host, timeouts=self.index_settings.timeouts)
+        return self._client
+
+    def close(self) -> None:
+        """Close the open index and HTTP connections (the object can still be used afterwards)."""
+        self._close_read_path()
+
+    def __enter__(self) -> RAG:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _close_read_path(self) -> None:
+        if self._retriever is not None:
+            self._retriever.close()
+            self._retriever = None
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+    def search(
+        self,
+        query: str,
+        k: int | None = None,
+        *,
+        path: str | None = None,
+        kinds: Collection[str] | None = None,
+        mode: Mode | None = None,
+    ) -> list[Hit]:
+        """The best passages for ``query``, with scores. ``path`` is a glob or folder; ``kinds`` file types."""
+        return self.retriever().search(query, k=k, where_glob=path, kinds=kinds, mode=mode)
+
+    @overload
+    def ask(
+        self, question: str, *, stream: Literal[False] = False, k: int | None = None, path: str | None = None,
+        kinds: Collection[str] | None = None,
+    ) -> Answer: ...
+
+    @overload
+    def ask(
+        self, question: str, *, stream: Literal[True], k: int | None = None, path: str | None = None,
+        kinds: Collection[str] | None = None,
+    ) -> AnswerStream: ...
+
+    def ask(
+        self,
+        question: str,
+        *,
+        stream: bool = False,
+        k: int | None = None,
+        path: str | None = None,
+        kinds: Collection[str] | None = None,
+    ) -> Answer | AnswerStream:
+        """Answer from the documents, with citations.
+
+        With ``stream=True`` the result is an `AnswerStream`: iterate it for text pieces as they
+        arrive; afterwards ``.answer`` holds the final `Answer`.
+        """
+        result = ask_stream(self.retriever(), question, client=self.chat_client(), k=k, where_glob=path, kinds=kinds)
+        return result if stream else result.answer
+
+    def chat(self, *, k: int | None = None, path: str | None = None, kinds: Collection[str] | None = None) -> Chat:
+        """A multi-turn conversation: ``chat.ask(q)``, ``chat.history``, ``chat.reset()``."""
+        return Chat(self.retriever(), client=self.chat_client(), k=k, where_glob=path, kinds=kinds)

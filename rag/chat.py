@@ -100,6 +100,7 @@ class Chat:
     ) -> None:
         settings = retriever.settings
         self.retriever = retriever
+        self._own_client = client is None
         self.client = client or OllamaClient(settings.host, timeouts=settings.index.timeouts)
         self.k, self.where_glob, self.kinds = k, where_glob, kinds
         self.history: list[dict[str, str]] = []  # {"role": "user"|"assistant", "content": ...}
@@ -130,6 +131,17 @@ class Chat:
             on_done=lambda answer: self._record(question, answer),
         )
         return result if stream else result.answer
+
+    def close(self) -> None:
+        """Close the HTTP client this chat made (a client passed in stays open)."""
+        if self._own_client:
+            self.client.close()
+
+    def __enter__(self) -> Chat:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def reset(self) -> None:
         """Forget the conversation."""

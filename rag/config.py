@@ -21,7 +21,8 @@ DEFAULT_MMR_LAMBDA = 0.7  # 1.0 = pure relevance; lower trades relevance for div
 DEFAULT_PER_FILE_CAP = 3  # at most this many chunks from one file in the top k
 DEFAULT_HYBRID = True
 DEFAULT_RRF_K = 60  # the constant from Cormack et al.; robust, rarely worth tuning
-DEFAULT_MIN_SCORE = 0.0  # relevance floor on cosine similarity (see rag.retrieve)
+DEFAULT_MIN_SCORE = 0.35  # relevance floor: cosine similarity ... (rag.retrieve.passes_floor)
+DEFAULT_MIN_OVERLAP = 0.34  # ... or this share of the query's terms found in the passage
 DEFAULT_ANSWER_TOKENS = 768  # num_predict: the answer budget
 DEFAULT_CONTEXT_TOKENS = 3000  # passages packed into the prompt
 DEFAULT_HISTORY_TOKENS = 1000  # chat history kept, newest first
@@ -36,6 +37,7 @@ _ENV = {
     "per_file_cap": "RAG_PER_FILE_CAP",
     "hybrid": "RAG_HYBRID",
     "min_score": "RAG_MIN_SCORE",
+    "min_overlap": "RAG_MIN_OVERLAP",
     "num_ctx": "RAG_NUM_CTX",
     "answer_tokens": "RAG_ANSWER_TOKENS",
     "context_tokens": "RAG_CONTEXT_TOKENS",
@@ -57,6 +59,7 @@ class Settings:
     hybrid: bool = DEFAULT_HYBRID
     rrf_k: int = DEFAULT_RRF_K
     min_score: float = DEFAULT_MIN_SCORE
+    min_overlap: float = DEFAULT_MIN_OVERLAP
     num_ctx: int | None = None  # None: sized from the budgets below (rag.answer.context_window)
     answer_tokens: int = DEFAULT_ANSWER_TOKENS
     context_tokens: int = DEFAULT_CONTEXT_TOKENS

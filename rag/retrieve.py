@@ -6,8 +6,8 @@ blur; the two rankings are fused by reciprocal rank, which needs no score calibr
 picks passages that are relevant but not near-duplicates, and the per-file cap keeps one long file
 from filling every slot.
 
-`Hit.score` is always the exact cosine similarity of the passage to the query (the number the
-relevance floor applies to); the order of the list is the final retrieval order.
+`Hit.score` is always the exact cosine similarity of the passage to the query (comparable across
+queries, unlike rank-fused scores); the order of the list is the final retrieval order.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import numpy as np
 
 from ingest.embedder import Embedder
 from ingest.errors import ConfigError, StoreError
-from ingest.lexical import LexicalIndex
+from ingest.lexical import LexicalIndex, terms
 from ingest.store import Store, StoredChunk
 from rag.config import Settings
 from rag.types import Hit
@@ -192,13 +192,12 @@ def search(
         dense_rank = sorted((c.id for c in dense if c.id in cos_by_id), key=lambda cid: (-cos_by_id[cid], cid))
         relevance = _scaled(rrf([dense_rank, [cid for cid, _ in lex if cid in cos_by_id]], settings.rrf_k))
 
-    # The floor applies to the exact cosine, the one score comparable across queries.
-    ranked = sorted(
-        (cid for cid in relevance if cos_by_id[cid] >= settings.min_score),
-        key=lambda cid: (-relevance[cid], cid),
-    )
-    if not ranked:
+    # The floor gates the question, not each passage: if no candidate is relevant enough, the
+    # documents do not hold the answer; otherwise weaker passages may still add context.
+    qterms = set(terms(query))
+    if not any(passes_floor(cos_by_id[cid], overlap(qterms, by_id[cid].text), settings) for cid in relevance):
         return []
+    ranked = sorted(relevance, key=lambda cid: (-relevance[cid], cid))
     chosen = [by_id[cid] for cid in ranked]
     order = mmr(
         np.array([relevance[c.id] for c in chosen]),
@@ -209,6 +208,23 @@ def search(
         cap=settings.per_file_cap,
     )
     return [to_hit(chosen[i], cos_by_id[chosen[i].id]) for i in order]
+
+
+def overlap(query_terms: set[str], text: str) -> float:
+    """The share of the query's terms (words, Han bigrams) that occur in ``text``."""
+    if not query_terms:
+        return 0.0
+    return len(query_terms & set(terms(text))) / len(query_terms)
+
+
+def passes_floor(cos: float, term_overlap: float, settings: Settings) -> bool:
+    """The relevance floor: close enough in meaning (cosine) or sharing enough of the query's terms.
+
+    Two signals because neither suffices alone: a paraphrase shares no words but is close in
+    meaning, while a cheap embedder can put an off-topic question near anything sharing its
+    function words, where the term overlap (stop words excluded) stays near zero.
+    """
+    return cos >= settings.min_score or term_overlap >= settings.min_overlap
 
 
 def _scaled(scores: dict[str, float]) -> dict[str, float]:
@@ -245,6 +261,24 @@ class Retriever:
         embedder = Embedder.from_fingerprint(fingerprint, settings.index)
         lexical = LexicalIndex.open(settings.db, settings.collection, create=False)
         return cls(store, lexical, embedder, settings)
+
+    def close(self) -> None:
+        """Close the embedder's HTTP connections and the lexical index."""
+        close = getattr(self.embedder, "close", None)
+        if close is not None:
+            close()
+        else:  # an Embedder without close(): shut its SDK client's connection pool directly
+            client = getattr(self.embedder, "_client", None)
+            if client is not None:
+                client._client.close()
+        if self.lexical is not None:
+            self.lexical.close()
+
+    def __enter__(self) -> Retriever:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def search(
         self,

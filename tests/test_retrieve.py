@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
 import pytest
 
@@ -74,3 +76,72 @@ def test_chroma_where() -> None:
     assert chroma_where(["a.md"], ["pdf"]) == {
         "$and": [{"source": {"$in": ["a.md"]}}, {"kind": {"$in": ["pdf"]}}]
     }
+
+
+# -- end to end, against the bundled server --------------------------------------------------
+
+from readpath import indexed_settings, requests_to  # noqa: E402
+
+from ingest.lexical import LexicalIndex  # noqa: E402
+from rag.retrieve import Retriever  # noqa: E402
+
+
+@pytest.fixture
+def retriever(ollama_server, tmp_path) -> Iterator[Retriever]:
+    with Retriever.open(indexed_settings(ollama_server, tmp_path)) as opened:
+        yield opened
+
+
+def test_query_embedded_with_the_index_query_prefix(ollama_server, retriever: Retriever) -> None:
+    retriever.search("How long is the dishwasher warranty?")
+    last = requests_to(ollama_server, "/api/embed")[-1]
+    assert last["input"] == ["search_query: How long is the dishwasher warranty?"]
+    assert last["model"] == retriever.store.fingerprint()["embed_model"]
+
+
+@pytest.mark.parametrize("mode", ["dense", "bm25", "hybrid"])
+def test_english_question_finds_the_pdf_page(retriever: Retriever, mode: str) -> None:
+    hits = retriever.search("How long is the dishwasher warranty?", mode=mode)
+    assert (hits[0].source, hits[0].page) == ("manual.pdf", 2)
+    assert "two years" in hits[0].text
+
+
+@pytest.mark.parametrize("mode", ["dense", "bm25", "hybrid"])
+def test_chinese_question_finds_the_chinese_file(retriever: Retriever, mode: str) -> None:
+    assert retriever.search("微调需要什么计算资源？", mode=mode)[0].source == "zh/微调.md"
+    assert retriever.search("检索增强生成需要重新训练模型吗？", mode=mode)[0].source == "zh/rag.md"
+
+
+def test_scores_are_exact_cosines(retriever: Retriever) -> None:
+    hits = retriever.search("espresso grind size", k=3, mode="dense")
+    q = retriever.embedder.embed_query("espresso grind size")
+    rows = {r.id: r for r in retriever.store.get([h.id for h in hits], with_embeddings=True)}
+    for h in hits:
+        assert h.score == pytest.approx(float(cosine(rows[h.id].embedding[None], q)[0]), abs=1e-4)
+
+
+def test_per_file_cap(retriever: Retriever) -> None:
+    hits = retriever.search("espresso shot grind dose yield time", k=5)
+    assert sum(h.source == "espresso.md" for h in hits) == retriever.settings.per_file_cap == 3
+    wider = Retriever(retriever.store, retriever.lexical, retriever.embedder, retriever.settings.with_(per_file_cap=5))
+    assert sum(h.source == "espresso.md" for h in wider.search("espresso shot grind dose yield time", k=5)) == 5
+
+
+def test_path_glob_and_type_filters(retriever: Retriever) -> None:
+    q = "warranty receipt purchase"
+    assert {h.source for h in retriever.search(q, where_glob="zh/*")} <= {"zh/rag.md", "zh/微调.md"}
+    assert {h.source for h in retriever.search("微调", kinds=["pdf"])} <= {"manual.pdf"}
+    assert retriever.search(q, where_glob="nothing/*") == []
+    assert all(h.source == "guide.md" for h in retriever.search("roses", where_glob="guide.md"))
+
+
+def test_off_topic_question_falls_below_the_floor(retriever: Retriever) -> None:
+    assert retriever.search("What is the capital of France?") == []
+    assert retriever.search("量子计算机的原理是什么？") == []
+    assert retriever.search("When should I prune roses?")[0].source == "guide.md"
+
+
+def test_missing_lexical_file_means_dense_only(retriever: Retriever, tmp_path) -> None:
+    empty = LexicalIndex.open(tmp_path / "none", "docs", create=False)
+    dense_only = Retriever(retriever.store, empty, retriever.embedder, retriever.settings)
+    assert dense_only.search("How long is the dishwasher warranty?")[0].page == 2
