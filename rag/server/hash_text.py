@@ -116,7 +116,8 @@ def pieces(text: str) -> list[str]:
 def parse_passages(prompt: str) -> tuple[list[Passage], str | None]:
     """The numbered passages and the `Question:` text of an answer prompt (None when absent)."""
     passages: list[Passage] = []
-    number, label, body = 0, "", []
+    number, label = 0, ""
+    body: list[str] = []
     question_lines: list[str] | None = None
     for line in prompt.splitlines():
         if question_lines is not None:

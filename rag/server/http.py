@@ -12,22 +12,19 @@ import socket
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any
-from urllib.parse import urlsplit
 
 from rag.server import native, openai_routes
 from rag.server.engine import Engine
-from rag.server.protocol import ApiError, JsonReply, Reply, Request, StreamReply, TextReply, openai_error
+from rag.server.handler import POLL_INTERVAL, Handler, HTTPServer, HTTPServer6
+from rag.server.protocol import ApiError, RecordedRequest, Reply, Request, TextReply, error_reply
 from rag.server.registry import Registry
 
 Route = Callable[["OllamaServer", Request], Reply]
 BUSY = "server busy, please try again.  maximum pending requests exceeded"
 INJECTED = "injected failure"
 DEFAULT_NUM_CTX = 4096
-POLL_INTERVAL = 0.05  # how fast stop() takes effect
 BODY_METHODS = ("POST", "PUT", "PATCH", "DELETE")
 
 ROUTES: dict[str, dict[str, Route]] = {
@@ -53,17 +50,6 @@ ROUTES: dict[str, dict[str, Route]] = {
 
 class EngineUnavailable(RuntimeError):
     """The requested engine cannot be built here (e.g. `rag[local]` is not installed)."""
-
-
-@dataclass(frozen=True)
-class RecordedRequest:
-    """One request the server answered, for test assertions."""
-
-    method: str
-    path: str
-    json: Any  # the parsed body, or None when empty or not JSON
-    headers: dict[str, str]  # lowercased names
-    status: int
 
 
 def make_engine(engine: Engine | str) -> Engine:
@@ -115,7 +101,7 @@ class OllamaServer:
         self._requests: list[RecordedRequest] = []
         self._count = 0
         self._exiting = False
-        self._httpd: _HTTPServer | None = None
+        self._httpd: HTTPServer | None = None
         self._thread: threading.Thread | None = None
         self._connections: dict[socket.socket, bool] = {}  # socket -> busy
 
@@ -131,8 +117,8 @@ class OllamaServer:
         """Bind (port 0 picks a free port) and serve on a daemon thread; returns self."""
         if self._httpd is not None:
             return self
-        server_class = _HTTPServer6 if ":" in self.host else _HTTPServer
-        self._httpd = server_class((self.host, self.port), _Handler)
+        server_class = HTTPServer6 if ":" in self.host else HTTPServer
+        self._httpd = server_class((self.host, self.port), Handler)
         self._httpd.app = self
         self.port = self._httpd.server_address[1]
         serve = functools.partial(self._httpd.serve_forever, poll_interval=POLL_INTERVAL)
@@ -236,9 +222,9 @@ class OllamaServer:
         if self.latency:
             time.sleep(self.latency)
         if self.fail_every and number % self.fail_every == 0:
-            return _error(500, INJECTED, openai)
+            return error_reply(500, INJECTED, openai)
         if self.busy_every and number % self.busy_every == 0:
-            return _error(503, BUSY, openai)
+            return error_reply(503, BUSY, openai)
         routes = {} if self.old_server and path == "/api/embed" else ROUTES.get(path)
         if routes is None and path.startswith("/v1/models/"):
             routes = {"GET": openai_routes.model}
@@ -251,13 +237,9 @@ class OllamaServer:
             body = _parse_body(raw) if method in BODY_METHODS else {}
             return route(self, Request(method, path, body))
         except ApiError as exc:
-            return _error(exc.status, exc.message, openai)
+            return error_reply(exc.status, exc.message, openai)
         except Exception as exc:  # an engine bug must still answer like a server would
-            return _error(500, f"{type(exc).__name__}: {exc}", openai)
-
-
-def _error(status: int, message: str, openai: bool) -> JsonReply:
-    return JsonReply(openai_error(status, message) if openai else {"error": message}, status)
+            return error_reply(500, f"{type(exc).__name__}: {exc}", openai)
 
 
 def _parse_body(raw: bytes) -> dict[str, Any]:
@@ -282,153 +264,6 @@ def _go_json_error(raw: bytes, exc: Exception) -> str:
     if position and "Expecting" in str(exc):
         where = "looking for beginning of object key string" if "property name" in str(exc) else "after value"
     return f"invalid character {text[position]!r} {where}"
-
-
-class _HTTPServer(ThreadingHTTPServer):
-    daemon_threads = True
-    block_on_close = False
-    app: OllamaServer
-
-    def get_request(self) -> tuple[socket.socket, Any]:
-        if self.app.exiting:  # the listener is shut down: back off instead of spinning on accept errors
-            time.sleep(POLL_INTERVAL)
-        return super().get_request()
-
-    def process_request(self, request: Any, client_address: Any) -> None:
-        with self.app._lock:
-            self.app._connections[request] = False
-        super().process_request(request, client_address)
-
-    def shutdown_request(self, request: Any) -> None:
-        with self.app._lock:
-            self.app._connections.pop(request, None)
-        super().shutdown_request(request)
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        # Clients that hang up mid-reply are normal here (tests, exit_after); stay quiet.
-        if self.app.verbose:
-            super().handle_error(request, client_address)
-
-
-class _HTTPServer6(_HTTPServer):
-    address_family = socket.AF_INET6
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    disable_nagle_algorithm = True  # else every small reply waits 40 ms for a delayed ACK
-    server_version = f"rag-ollama/{native.VERSION}"
-    sys_version = ""
-    server: _HTTPServer
-
-    def do_GET(self) -> None:  # noqa: N802 - the stdlib's naming
-        self._handle()
-
-    do_HEAD = do_POST = do_DELETE = do_PUT = do_PATCH = do_OPTIONS = do_GET
-
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
-        if self.server.app.verbose:
-            super().log_message(format, *args)
-
-    def _handle(self) -> None:
-        app = self.server.app
-        raw = self._read_body()
-        number = app._next_number()
-        if number is None:  # the server is exiting: hang up like a dead process would
-            self.close_connection = True
-            return
-        app._set_busy(self.request, True)
-        path = urlsplit(self.path).path
-        headers = {k.lower(): v for k, v in self.headers.items()}
-        try:
-            self._meta = (self.command, path, _json_or_none(raw), headers)
-            self._send(app.dispatch(self.command, path, raw, number), path.startswith("/v1/"))
-        except (ConnectionError, OSError):
-            self.close_connection = True
-        finally:
-            app._set_busy(self.request, False)
-            if app.exit_after and number >= app.exit_after:
-                self.close_connection = True
-                app._exit_now()
-
-    def _read_body(self) -> bytes:
-        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
-            parts = []
-            while size := int(self.rfile.readline().split(b";")[0].strip() or b"0", 16):
-                parts.append(self.rfile.read(size))
-                self.rfile.readline()
-            while self.rfile.readline() not in (b"\r\n", b"\n", b""):
-                pass
-            return b"".join(parts)
-        length = int(self.headers.get("Content-Length") or 0)
-        return self.rfile.read(length) if length else b""
-
-    def _start(self, status: int, headers: dict[str, str]) -> None:
-        method, path, body, request_headers = self._meta
-        self.server.app._record(RecordedRequest(method, path, body, request_headers, status))
-        self.send_response(status)
-        for name, value in headers.items():
-            self.send_header(name, value)
-        if self.server.app.exiting:
-            self.send_header("Connection", "close")
-            self.close_connection = True
-        self.end_headers()
-
-    def _send(self, reply: Reply, openai: bool) -> None:
-        if isinstance(reply, StreamReply):
-            self._send_stream(reply, openai)
-            return
-        headers: dict[str, str] = {}
-        if isinstance(reply, TextReply):
-            data = reply.text.encode()
-            headers["Content-Type"] = "text/plain; charset=utf-8"
-        elif reply.body is None:
-            data = b""
-        else:
-            data = json.dumps(reply.body, ensure_ascii=False).encode()
-            headers["Content-Type"] = "application/json; charset=utf-8"
-        headers["Content-Length"] = str(len(data))
-        self._start(reply.status, headers)
-        if self.command != "HEAD" and data:
-            self.wfile.write(data)
-
-    def _send_stream(self, reply: StreamReply, openai: bool) -> None:
-        items = iter(reply.items)
-        try:
-            first = next(items, None)
-        except ApiError as exc:  # nothing sent yet: a proper status, as Ollama does
-            self._send(_error(exc.status, exc.message, openai), openai)
-            return
-        kind = "text/event-stream" if reply.sse else "application/x-ndjson"
-        self._start(200, {"Content-Type": kind, "Transfer-Encoding": "chunked", **reply.headers})
-        try:
-            item = first
-            while item is not None:
-                self._chunk(self._encode(item, reply.sse))
-                item = next(items, None)
-        except ApiError as exc:
-            self._chunk(self._encode(openai_error(exc.status, exc.message) if openai else
-                                     {"error": exc.message}, reply.sse))
-        except Exception as exc:  # noqa: BLE001 - reported in-band like Ollama's final error line
-            self._chunk(self._encode({"error": f"{type(exc).__name__}: {exc}"}, reply.sse))
-        if reply.sse:
-            self._chunk(b"data: [DONE]\n\n")
-        self.wfile.write(b"0\r\n\r\n")
-
-    @staticmethod
-    def _encode(item: Any, sse: bool) -> bytes:
-        text = json.dumps(item, ensure_ascii=False)
-        return f"data: {text}\n\n".encode() if sse else (text + "\n").encode()
-
-    def _chunk(self, data: bytes) -> None:
-        self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
-
-
-def _json_or_none(raw: bytes) -> Any:
-    try:
-        return json.loads(raw) if raw.strip() else None
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        return None
 
 
 def serve(engine: Engine | str = "hash", *, host: str = "127.0.0.1", port: int = 0, **faults: Any) -> OllamaServer:

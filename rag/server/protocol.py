@@ -82,7 +82,7 @@ def model_field(body: dict[str, Any], struct: str) -> str:
     return str(get_field(body, "model", str, struct) or get_field(body, "name", str, struct) or "").strip()
 
 
-def parse_keep_alive(value: Any) -> timedelta | None:
+def parse_keep_alive(value: Any) -> timedelta:
     """A keep_alive value as a duration: seconds or a Go duration string; negative means forever."""
     if value is None:
         return timedelta(seconds=DEFAULT_KEEP_ALIVE)
@@ -133,3 +133,19 @@ class Request:
     method: str
     path: str
     body: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class RecordedRequest:
+    """One request the server answered, for test assertions."""
+
+    method: str
+    path: str
+    json: Any  # the parsed body, or None when empty or not JSON
+    headers: dict[str, str]  # lowercased names
+    status: int
+
+
+def error_reply(status: int, message: str, openai: bool) -> JsonReply:
+    """An error as a JSON reply, in OpenAI's shape for `/v1` routes."""
+    return JsonReply(openai_error(status, message) if openai else {"error": message}, status)
