@@ -66,9 +66,8 @@ def make_engine(engine: Engine | str) -> Engine:
 
             return LocalEngine()
         except ImportError as exc:
-            raise EngineUnavailable(
-                f"the local engine needs extra packages ({exc}); install them with: pip install 'rag[local]'"
-            ) from exc
+            hint = "" if "pip install" in str(exc) else "; install them with: pip install 'rag[local]'"
+            raise EngineUnavailable(f"the local engine is unavailable: {exc}{hint}") from exc
     raise ValueError(f"unknown engine {engine!r}: use 'hash', 'local' or an Engine instance")
 
 
