@@ -99,6 +99,16 @@ class Embedder:
     def host(self) -> str:
         return self.settings.host
 
+    def close(self) -> None:
+        """Close the HTTP connection pool."""
+        self._client._client.close()
+
+    def __enter__(self) -> Embedder:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def context_length(self) -> int | None:
         """The model's context from `/api/show`, or None when the server cannot say."""
         try:

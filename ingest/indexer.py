@@ -100,6 +100,13 @@ class Indexer:
 
     def run(self) -> IndexReport:
         """Sync the folder; return what changed."""
+        try:
+            return self._run()
+        finally:
+            self.embedder.close()
+            self.lexical.close()
+
+    def _run(self) -> IndexReport:
         self._check_root()
         self.store.check_fingerprint(wanted_fingerprint(self.settings, self.embedder))
         self._recover_lost_manifest()

@@ -1,0 +1,276 @@
+"""Indexing a folder against the bundled server: sync rules, fingerprint, fallbacks, failures."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from ingest.config import IndexSettings
+from ingest.errors import IndexMismatch, OllamaUnreachable
+from ingest.indexer import index_folder
+from ingest.manifest import Manifest
+from ingest.store import Store
+
+EN = """# Ollama embeddings
+
+## The embed endpoint
+
+The /api/embed endpoint takes a list of inputs and returns unit vectors. Batches keep requests few.
+
+## Context length
+
+Inputs longer than the context are cut silently. Set num_ctx on every chat request.
+"""
+ZH = """# 检索增强生成
+
+检索增强生成（RAG）先从文档中检索相关段落，再让模型根据这些段落回答问题。
+
+与微调不同，检索增强生成不需要重新训练模型。文档更新后，只需重新建立索引。
+"""
+
+
+def make_folder(root: Path) -> Path:
+    docs = root / "docs"
+    (docs / "zh").mkdir(parents=True)
+    (docs / "ollama.md").write_text(EN, encoding="utf-8")
+    (docs / "zh" / "rag.md").write_text(ZH, encoding="utf-8")
+    (docs / "notes.txt").write_text("Chroma keeps vectors on disk.\n\nIt uses cosine distance here.\n")
+    return docs
+
+
+def embed_inputs(server) -> list[str]:
+    """Every text the server was asked to embed, on either endpoint."""
+    texts: list[str] = []
+    for req in server.requests:
+        body = req.json or {}
+        if req.path == "/api/embed":
+            inp = body.get("input")
+            texts.extend([inp] if isinstance(inp, str) else inp or [])
+        elif req.path == "/api/embeddings":
+            texts.append(body.get("prompt", ""))
+    return texts
+
+
+def embed_calls(server) -> int:
+    return sum(1 for r in server.requests if r.path in ("/api/embed", "/api/embeddings"))
+
+
+@pytest.fixture(autouse=True)
+def fast_retries(monkeypatch):
+    monkeypatch.setattr("ingest.ollama_calls.RETRY_BASE_DELAY", 0.01)
+
+
+@pytest.fixture
+def settings(ollama_server, tmp_path) -> IndexSettings:
+    return IndexSettings.resolve(host=ollama_server.url, db=tmp_path / "db")
+
+
+def test_first_run_indexes_every_file_with_metadata(ollama_server, settings, tmp_path):
+    docs = make_folder(tmp_path)
+    report = index_folder(docs, settings)
+    assert sorted(report.added) == ["notes.txt", "ollama.md", "zh/rag.md"]
+    assert report.chunks > 0 and report.embed_requests == embed_calls(ollama_server) >= 1
+    store = Store.open(settings.db, settings.collection)
+    assert store.count() == report.chunks
+    manifest = Manifest.load(settings.db, settings.collection)
+    ids = list(manifest.files["ollama.md"].chunk_ids)
+    rows = store.get(ids)
+    assert {r.source for r in rows} == {"ollama.md"}
+    assert any("Ollama embeddings > Context length" == r.heading for r in rows)
+    fp = store.fingerprint()
+    assert fp["embed_model"] == "nomic-embed-text" and fp["dimension"] == 768
+    assert fp["document_prefix"] == "search_document: " and fp["query_prefix"] == "search_query: "
+
+
+def test_nomic_chunks_carry_the_document_prefix(ollama_server, settings, tmp_path):
+    index_folder(make_folder(tmp_path), settings)
+    texts = embed_inputs(ollama_server)
+    assert texts and all(t.startswith("search_document: ") for t in texts)
+
+
+def test_prefix_override_and_models_without_prefix(ollama_server, tmp_path):
+    docs = make_folder(tmp_path)
+    custom = IndexSettings.resolve(host=ollama_server.url, db=tmp_path / "a", document_prefix="passage: ")
+    index_folder(docs, custom)
+    assert all(t.startswith("passage: ") for t in embed_inputs(ollama_server))
+    ollama_server.clear_requests()
+    minilm = IndexSettings.resolve(host=ollama_server.url, db=tmp_path / "b", embed_model="all-minilm")
+    index_folder(docs, minilm)
+    assert not any(t.startswith("search_") for t in embed_inputs(ollama_server))
+
+
+def test_second_run_makes_no_embedding_request(ollama_server, settings, tmp_path):
+    docs = make_folder(tmp_path)
+    index_folder(docs, settings)
+    ollama_server.clear_requests()
+    report = index_folder(docs, settings)
+    assert report.embed_requests == 0 and embed_calls(ollama_server) == 0
+    assert sorted(report.unchanged) == ["notes.txt", "ollama.md", "zh/rag.md"]
+    assert report.added == report.updated == report.removed == []
+
+
+def test_editing_one_file_reembeds_only_it_and_drops_its_old_chunks(ollama_server, settings, tmp_path):
+    docs = make_folder(tmp_path)
+    index_folder(docs, settings)
+    old_ids = set(Manifest.load(settings.db, settings.collection).files["notes.txt"].chunk_ids)
+    ollama_server.clear_requests()
+    (docs / "notes.txt").write_text("Chroma stores embeddings in SQLite and an HNSW index.\n")
+    report = index_folder(docs, settings)
+    assert report.updated == ["notes.txt"]
+    assert sorted(report.unchanged) == ["ollama.md", "zh/rag.md"]
+    texts = embed_inputs(ollama_server)
+    assert texts and all("HNSW" in t for t in texts)
+    store = Store.open(settings.db, settings.collection)
+    assert store.get(sorted(old_ids)) == []
+    new_ids = Manifest.load(settings.db, settings.collection).files["notes.txt"].chunk_ids
+    assert [r.text for r in store.get(list(new_ids))] == ["Chroma stores embeddings in SQLite and an HNSW index."]
+
+
+def test_touching_a_file_without_changing_it_costs_nothing(ollama_server, settings, tmp_path):
+    docs = make_folder(tmp_path)
+    index_folder(docs, settings)
+    ollama_server.clear_requests()
+    (docs / "notes.txt").write_text((docs / "notes.txt").read_text())  # new mtime, same bytes
+    report = index_folder(docs, settings)
+    assert embed_calls(ollama_server) == 0 and "notes.txt" in report.unchanged
+
+
+def test_deleting_a_file_removes_its_chunks(ollama_server, settings, tmp_path):
+    docs = make_folder(tmp_path)
+    first = index_folder(docs, settings)
+    ids = list(Manifest.load(settings.db, settings.collection).files["zh/rag.md"].chunk_ids)
+    (docs / "zh" / "rag.md").unlink()
+    report = index_folder(docs, settings)
+    assert report.removed == ["zh/rag.md"]
+    store = Store.open(settings.db, settings.collection)
+    assert store.get(ids) == [] and store.count() == first.chunks - len(ids)
+    assert "zh/rag.md" not in Manifest.load(settings.db, settings.collection).files
+
+
+def test_bad_files_are_skipped_with_reasons_and_the_rest_indexed(ollama_server, settings, tmp_path):
+    docs = make_folder(tmp_path)
+    (docs / "image.png").write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(range(256)) * 4)
+    (docs / "broken.pdf").write_bytes(b"%PDF-1.7\n1 0 obj <<\ngarbage")
+    (docs / "empty.txt").write_text("")
+    report = index_folder(docs, settings)
+    reasons = {s.path: s.reason for s in report.skipped}
+    assert set(reasons) == {"image.png", "broken.pdf", "empty.txt"}
+    assert all(reasons.values())
+    assert sorted(report.added) == ["notes.txt", "ollama.md", "zh/rag.md"]
+
+
+def test_a_file_that_breaks_keeps_its_old_chunks(ollama_server, settings, tmp_path):
+    docs = make_folder(tmp_path)
+    index_folder(docs, settings)
+    ids = list(Manifest.load(settings.db, settings.collection).files["notes.txt"].chunk_ids)
+    (docs / "notes.txt").write_bytes(b"\x00\x01\x02 binary now" * 50)
+    report = index_folder(docs, settings)
+    assert [s.path for s in report.skipped] == ["notes.txt"]
+    assert len(Store.open(settings.db, settings.collection).get(ids)) == len(ids)
+
+
+def test_old_server_falls_back_to_legacy_endpoint_with_unit_vectors(ollama_server_factory, tmp_path):
+    server = ollama_server_factory(old_server=True)
+    settings = IndexSettings.resolve(host=server.url, db=tmp_path / "db")
+    report = index_folder(make_folder(tmp_path), settings)
+    assert report.chunks > 0
+    paths = [r.path for r in server.requests if r.path.startswith("/api/embed")]
+    assert paths[0] == "/api/embed" and set(paths[1:]) == {"/api/embeddings"}
+    store = Store.open(settings.db, settings.collection)
+    assert store.fingerprint()["endpoint"] == "api/embeddings"
+    rows = store.get(list(Manifest.load(settings.db, settings.collection).files["ollama.md"].chunk_ids),
+                     with_embeddings=True)
+    for row in rows:
+        assert abs(float((row.embedding**2).sum()) - 1.0) < 1e-4
+
+
+def test_batches_are_sized_by_batch_size(ollama_server, tmp_path):
+    docs = tmp_path / "many"
+    docs.mkdir()
+    for i in range(70):
+        (docs / f"note{i:02}.txt").write_text(f"Note number {i} is about topic {i * 7}.\n")
+    settings = IndexSettings.resolve(host=ollama_server.url, db=tmp_path / "db", batch_size=32)
+    report = index_folder(docs, settings)
+    sizes = [len(r.json["input"]) for r in ollama_server.requests if r.path == "/api/embed"]
+    assert report.chunks == 70 and sizes == [32, 32, 6]
+
+
+def test_mixing_embedding_models_is_refused_until_rebuild(ollama_server, settings, tmp_path):
+    docs = make_folder(tmp_path)
+    index_folder(docs, settings)
+    other = IndexSettings.resolve(host=ollama_server.url, db=settings.db, embed_model="all-minilm")
+    with pytest.raises(IndexMismatch) as err:
+        index_folder(docs, other)
+    message = str(err.value)
+    assert "nomic-embed-text" in message and "all-minilm" in message and "--rebuild" in message
+    report = index_folder(docs, other, rebuild=True)
+    assert len(report.added) == 3
+    assert Store.open(settings.db, settings.collection).fingerprint()["dimension"] == 384
+
+
+def test_changing_chunk_size_is_refused(ollama_server, settings, tmp_path):
+    docs = make_folder(tmp_path)
+    index_folder(docs, settings)
+    resized = IndexSettings.resolve(host=ollama_server.url, db=settings.db, chunk_tokens=128)
+    with pytest.raises(IndexMismatch, match="chunk"):
+        index_folder(docs, resized)
+
+
+def test_chunks_fit_a_small_embedding_model(ollama_server, tmp_path):
+    docs = tmp_path / "long"
+    docs.mkdir()
+    (docs / "long.txt").write_text(" ".join(f"word{i}" for i in range(3000)) + "\n" + "长文本测试。" * 400)
+    settings = IndexSettings.resolve(host=ollama_server.url, db=tmp_path / "db", embed_model="all-minilm")
+    index_folder(docs, settings)
+    store = Store.open(settings.db, settings.collection)
+    ids = list(Manifest.load(settings.db, settings.collection).files["long.txt"].chunk_ids)
+    assert max(r.tokens for r in store.get(ids)) <= 256 * 0.7
+
+
+def test_transient_server_errors_are_retried(ollama_server_factory, tmp_path):
+    server = ollama_server_factory(busy_every=2)
+    settings = IndexSettings.resolve(host=server.url, db=tmp_path / "db", batch_size=2)
+    report = index_folder(make_folder(tmp_path), settings)
+    assert len(report.added) == 3
+    assert any(r.status == 503 for r in server.requests)
+
+
+def test_server_down_is_a_clear_error_and_loses_nothing(ollama_server, settings, tmp_path):
+    docs = make_folder(tmp_path)
+    index_folder(docs, settings)
+    (docs / "new.md").write_text("A brand new file about keep_alive.\n")
+    down = IndexSettings.resolve(host="http://127.0.0.1:9", db=settings.db)
+    with pytest.raises(OllamaUnreachable, match="not reachable at http://127.0.0.1:9"):
+        index_folder(docs, down)
+    manifest = Manifest.load(settings.db, settings.collection)
+    assert sorted(manifest.files) == ["notes.txt", "ollama.md", "zh/rag.md"]
+    assert Store.open(settings.db, settings.collection).count() > 0
+
+
+def test_a_run_cut_short_resumes_without_redoing_stored_files(ollama_server_factory, tmp_path):
+    docs = tmp_path / "many"
+    docs.mkdir()
+    for i in range(12):
+        (docs / f"f{i:02}.txt").write_text(f"File {i} talks about subject {i}.\n")
+    # 1 /api/show, then one request per file; the buffer flushes every 4 files
+    dying = ollama_server_factory(exit_after=8)
+    settings = IndexSettings.resolve(host=dying.url, db=tmp_path / "db", batch_size=1)
+    with pytest.raises(OllamaUnreachable):
+        index_folder(docs, settings)
+    done = set(Manifest.load(settings.db, settings.collection).files)
+    assert 0 < len(done) < 12
+    fresh = ollama_server_factory()
+    resumed = IndexSettings.resolve(host=fresh.url, db=settings.db, batch_size=1)
+    report = index_folder(docs, resumed)
+    assert set(report.added) == {f"f{i:02}.txt" for i in range(12)} - done
+    assert Store.open(settings.db, settings.collection).count() == 12
+
+
+def test_indexing_another_folder_into_the_same_collection_is_refused(ollama_server, settings, tmp_path):
+    index_folder(make_folder(tmp_path), settings)
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "x.txt").write_text("something else")
+    with pytest.raises(IndexMismatch, match="--collection"):
+        index_folder(other, settings)
