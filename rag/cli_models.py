@@ -305,7 +305,7 @@ def _until(moment: datetime | None) -> str:
     seconds = (moment.astimezone(timezone.utc) - datetime.now(timezone.utc)).total_seconds()
     if seconds > 10 * 365 * 86400:
         return "forever"
-    return f"in {int(max(seconds, 0) // 60)} minutes" if seconds >= 60 else "in under a minute"
+    return f"in {round(seconds / 60)} minutes" if seconds >= 90 else "in under 2 minutes"
 
 
 COMMANDS: list[click.Command] = [models, doctor]
