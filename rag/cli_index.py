@@ -9,6 +9,8 @@ import click
 from ingest.indexer import Progress
 from ingest.records import IndexReport
 from rag.api import RAG
+from rag.cli_models import PullReporter
+from rag.client import OllamaClient
 from rag.options import host_option, json_option, store_options
 from rag.output import emit_json, handle_errors
 
@@ -65,13 +67,13 @@ def index_command(
 
 
 def _ensure_embed_model(kb: RAG, pull: bool) -> None:
-    """Fail fast, before reading any file, when the embedding model is missing (issue 4's check)."""
+    """Fail fast, before reading any file, when the embedding model is missing or cannot embed."""
+    reporter = PullReporter(sys.stderr)
     try:
-        from rag.client import OllamaClient
-    except ImportError:  # the client module is optional here only while it is being built
-        return
-    client = OllamaClient(kb.host, timeouts=kb.index_settings.timeouts)
-    client.ensure_models(kb.index_settings.embed_model, None, pull=pull)
+        with OllamaClient(kb.host, timeouts=kb.index_settings.timeouts) as client:
+            client.ensure_models(kb.index_settings.embed_model, None, pull=pull, progress=reporter)
+    finally:
+        reporter.close()
 
 
 class _ProgressBar:
