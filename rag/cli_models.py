@@ -263,7 +263,8 @@ def _doctor_table(checks: list[Check]) -> None:
         if c.fix and c.status != "pass":
             click.echo(f"{'':<5} {'':<{width}}  fix: {c.fix}")
     counts = {s: sum(c.status == s for c in checks) for s in ("pass", "warn", "fail")}
-    click.echo(f"{counts['pass']} passed, {counts['warn']} warnings, {counts['fail']} failed")
+    warnings = "warning" if counts["warn"] == 1 else "warnings"
+    click.echo(f"{counts['pass']} passed, {counts['warn']} {warnings}, {counts['fail']} failed")
 
 
 def _table(headers: list[str], rows: list[list[str]]) -> None:
