@@ -368,7 +368,7 @@ def _load_pdf(data: bytes, source: str) -> LoadResult:
                 skipped.append(Skip(f"{source}#page={number}", f"text extraction failed on page {number}: "
                                                                 f"{_brief(e)}"))
                 continue
-            text = normalize(raw, kind="pdf").strip()
+            text = _join_cjk_wraps(normalize(raw, kind="pdf")).strip()
             if not text:
                 skipped.append(Skip(f"{source}#page={number}",
                                     f"no extractable text on page {number} (scanned image?)"))
@@ -379,6 +379,21 @@ def _load_pdf(data: bytes, source: str) -> LoadResult:
     if not docs:
         raise LoadError("no extractable text in PDF (scanned images?)")
     return LoadResult(docs, skipped)
+
+
+def _join_cjk_wraps(text: str) -> str:
+    """Undo a PDF's visual line wraps inside Chinese sentences ("硕士学位\n论文" -> "硕士学位论文")."""
+    out: list[str] = []
+    for line in text.split("\n"):
+        prev = out[-1].rstrip() if out else ""
+        head = line.lstrip()[:1]
+        # A short line is a heading or list item, and one ending a sentence ends the paragraph.
+        if len(prev) >= 15 and _CJK_RE.match(prev[-1]) and prev[-1] not in "。！？：；" and head \
+                and _CJK_RE.match(head):
+            out[-1] = prev + line.lstrip()
+        else:
+            out.append(line)
+    return "\n".join(out)
 
 
 @contextlib.contextmanager

@@ -277,3 +277,11 @@ def test_useless_pdf_title_is_dropped(tmp_path: Path) -> None:
     for title in ("各院、系：", "Microsoft Word - plan.docx", "untitled"):
         doc = load(_write(tmp_path / "t.pdf", _pdf(["text"], title=title)), tmp_path).documents[0]
         assert doc.title == ""
+
+
+def test_chinese_pdf_line_wraps_are_joined() -> None:
+    from ingest.loaders import _join_cjk_wraps
+
+    wrapped = "第一章 总则\n硕士学位论文一般在三万字以上，博士学位\n论文一般在五万字以上。\n下一段开始。"
+    assert _join_cjk_wraps(wrapped) == "第一章 总则\n硕士学位论文一般在三万字以上，博士学位论文一般在五万字以上。\n下一段开始。"
+    assert _join_cjk_wraps("English line that is long enough\nnext") == "English line that is long enough\nnext"
