@@ -17,6 +17,7 @@ from ingest.errors import (
 )
 from ingest.records import Chunk, IndexReport, Skip
 from rag.api import RAG, IndexStatus
+from rag.client import OllamaClient
 from rag.types import Answer, Citation, Hit
 
 __all__ = [
@@ -32,6 +33,7 @@ __all__ = [
     "LoadError",
     "ModelCapabilityError",
     "ModelNotFound",
+    "OllamaClient",
     "OllamaError",
     "OllamaResponseError",
     "OllamaTimeout",

@@ -236,6 +236,11 @@ class AnswerStream:
             raise StopIteration from None
 
     @property
+    def done(self) -> bool:
+        """Whether the stream has ended (and `.answer` is final)."""
+        return self._answer is not None
+
+    @property
     def answer(self) -> Answer:
         """The final `Answer`; reading it before the end consumes the rest of the stream."""
         for _ in self:

@@ -192,12 +192,13 @@ def search(
         dense_rank = sorted((c.id for c in dense if c.id in cos_by_id), key=lambda cid: (-cos_by_id[cid], cid))
         relevance = _scaled(rrf([dense_rank, [cid for cid, _ in lex if cid in cos_by_id]], settings.rrf_k))
 
-    # The floor gates the question, not each passage: if no candidate is relevant enough, the
-    # documents do not hold the answer; otherwise weaker passages may still add context.
-    qterms = set(terms(query))
-    if not any(passes_floor(cos_by_id[cid], overlap(qterms, by_id[cid].text), settings) for cid in relevance):
-        return []
     ranked = sorted(relevance, key=lambda cid: (-relevance[cid], cid))
+    # The floor gates the question, not each passage: if the best candidates are not relevant
+    # enough, the documents do not hold the answer; otherwise weaker passages may still add context.
+    top = [by_id[cid] for cid in ranked[:k]]
+    best_cos = max(cos_by_id[c.id] for c in top)
+    if not passes_floor(best_cos, overlap(set(terms(query)), "\n".join(c.text for c in top)), settings):
+        return []
     chosen = [by_id[cid] for cid in ranked]
     order = mmr(
         np.array([relevance[c.id] for c in chosen]),
@@ -218,10 +219,11 @@ def overlap(query_terms: set[str], text: str) -> float:
 
 
 def passes_floor(cos: float, term_overlap: float, settings: Settings) -> bool:
-    """The relevance floor: close enough in meaning (cosine) or sharing enough of the query's terms.
+    """The relevance floor: the best passage is close in meaning (cosine), or the top passages
+    together hold enough of the query's terms.
 
     Two signals because neither suffices alone: a paraphrase shares no words but is close in
-    meaning, while a cheap embedder can put an off-topic question near anything sharing its
+    meaning, while a weak embedder can put an off-topic question near anything sharing its
     function words, where the term overlap (stop words excluded) stays near zero.
     """
     return cos >= settings.min_score or term_overlap >= settings.min_overlap

@@ -139,3 +139,86 @@ def test_prompt_cut_detection() -> None:
     assert not prompt_was_cut(1000, 800, 4096)
     assert prompt_was_cut(3000, 900, 4096)
     assert prompt_was_cut(5000, 4096, 4096)
+
+
+# -- end to end, against the bundled server --------------------------------------------------
+
+from collections.abc import Iterator  # noqa: E402
+
+from readpath import indexed_settings, requests_to  # noqa: E402
+
+from rag.answer import SYSTEM_PROMPT, ask, ask_stream  # noqa: E402
+from rag.retrieve import Retriever  # noqa: E402
+
+
+@pytest.fixture
+def retriever(ollama_server, tmp_path) -> Iterator[Retriever]:
+    with Retriever.open(indexed_settings(ollama_server, tmp_path)) as opened:
+        yield opened
+
+
+def test_citations_point_at_the_right_file_and_page(retriever: Retriever) -> None:
+    answer = ask(retriever, "How long is the dishwasher warranty?")
+    assert "two years" in answer.answer
+    assert [(c.source, c.page) for c in answer.citations] == [("manual.pdf", 2)]
+    assert answer.citations[0].n == 1 and "warranty" in answer.citations[0].snippet.lower()
+    assert answer.contexts[0].source == "manual.pdf" and answer.contexts[0].score > 0
+    assert answer.model == "qwen2.5:7b"
+    assert set(answer.timings) == {"retrieval", "first_token", "total"}
+    assert 0 <= answer.timings["retrieval"] <= answer.timings["first_token"] <= answer.timings["total"]
+    assert answer.warnings == []
+
+
+def test_chinese_question_cites_the_chinese_file(retriever: Retriever) -> None:
+    answer = ask(retriever, "检索增强生成需要重新训练模型吗？")
+    assert answer.citations and {c.source for c in answer.citations} == {"zh/rag.md"}
+    assert "不需要重新训练" in answer.answer
+
+
+def test_every_chat_request_sets_num_ctx_think_and_temperature(ollama_server, retriever: Retriever) -> None:
+    ask(retriever, "How long is the dishwasher warranty?")
+    ask(retriever, "微调需要什么计算资源？")
+    bodies = requests_to(ollama_server, "/api/chat")
+    assert len(bodies) == 2
+    for body in bodies:
+        assert body["think"] is False
+        assert body["options"]["temperature"] == retriever.settings.temperature
+        assert body["options"]["num_predict"] == retriever.settings.answer_tokens
+        estimate = estimate_tokens(body["messages"])
+        assert body["options"]["num_ctx"] >= estimate + retriever.settings.answer_tokens
+        assert body["messages"][0] == {"role": "system", "content": SYSTEM_PROMPT}
+    assert len({b["options"]["num_ctx"] for b in bodies}) == 1  # one value: no model reloads
+
+
+def test_no_answer_without_calling_the_chat_model(ollama_server, retriever: Retriever) -> None:
+    en = ask(retriever, "What is the capital of France?")
+    zh = ask(retriever, "量子计算机的原理是什么？")
+    assert (en.answer, en.citations, en.contexts) == (NO_ANSWER_EN, [], [])
+    assert zh.answer == NO_ANSWER_ZH
+    assert requests_to(ollama_server, "/api/chat") == []
+
+
+def test_streaming_yields_text_before_the_end(retriever: Retriever) -> None:
+    stream = ask_stream(retriever, "How long is the dishwasher warranty?")
+    first = next(stream)
+    assert first and not stream.done
+    rest = list(stream)
+    assert stream.done and rest
+    assert (first + "".join(rest)).strip() == stream.answer.answer
+    assert stream.answer.citations[0].page == 2
+
+
+def test_answer_is_reachable_before_iterating(retriever: Retriever) -> None:
+    stream = ask_stream(retriever, "When should I prune roses?")
+    assert "late winter" in stream.answer.answer
+    assert list(stream) == []
+
+
+def test_warns_when_the_server_cut_the_prompt(ollama_server, retriever: Retriever, caplog) -> None:
+    small = Retriever(retriever.store, retriever.lexical, retriever.embedder,
+                      retriever.settings.with_(num_ctx=512, k=20, per_file_cap=20))
+    answer = ask(small, "espresso shot grind dose yield time warranty filter")
+    assert any("cut the prompt" in w for w in answer.warnings)
+    assert any("cut the prompt" in r.getMessage() for r in caplog.records)
+    body = requests_to(ollama_server, "/api/chat")[-1]
+    assert body["options"]["num_ctx"] == 512
