@@ -285,3 +285,35 @@ def test_chinese_pdf_line_wraps_are_joined() -> None:
     wrapped = "第一章 总则\n硕士学位论文一般在三万字以上，博士学位\n论文一般在五万字以上。\n下一段开始。"
     assert _join_cjk_wraps(wrapped) == "第一章 总则\n硕士学位论文一般在三万字以上，博士学位论文一般在五万字以上。\n下一段开始。"
     assert _join_cjk_wraps("English line that is long enough\nnext") == "English line that is long enough\nnext"
+
+
+SAMPLE_DOCS = Path(__file__).resolve().parents[1] / "sample_docs"
+
+
+def test_sample_docs_all_load_cleanly() -> None:
+    from ingest.chunking import chunk_document
+    from ingest.walk import discover
+
+    files = [p for p in discover(SAMPLE_DOCS) if isinstance(p, Path)]
+    assert 8 <= len(files) <= 12
+    kinds, pages = set(), {}
+    for path in files:
+        result = load(path, SAMPLE_DOCS)
+        assert result.warnings == []
+        kinds |= {d.kind for d in result.documents}
+        if path.suffix == ".pdf":
+            pages[path.name] = [d.page for d in result.documents]
+        assert sum(len(chunk_document(d, chunk_tokens=400, chunk_overlap=60)) for d in result.documents) >= 2
+    assert kinds == {"markdown", "text", "html", "pdf"}
+    assert pages == {"tidepool-admin-manual.pdf": [1, 2, 3, 4, 5], "ollama-deployment.zh.pdf": [1, 2, 3, 4]}
+
+
+def test_sample_docs_facts_on_their_pages() -> None:
+    admin = load(SAMPLE_DOCS / "tidepool-admin-manual.pdf", SAMPLE_DOCS).documents
+    assert "02:30" in admin[2].text and "E1042" in admin[4].text and "E1042" not in admin[2].text
+    zh = load(SAMPLE_DOCS / "ollama-deployment.zh.pdf", SAMPLE_DOCS).documents
+    assert "OLLAMA_NUM_PARALLEL=4" in zh[1].text and "每周一凌晨 03:00" in zh[2].text
+    onboarding = SAMPLE_DOCS / "onboarding.zh.txt"
+    raw = onboarding.read_bytes()
+    assert b"\r\n" in raw and raw.decode("gbk")  # kept as GBK with CRLF on purpose
+    assert "14 天内完成线上安全培训" in load(onboarding, SAMPLE_DOCS).documents[0].text
