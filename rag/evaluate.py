@@ -1,0 +1,308 @@
+"""`make eval` (``python -m rag.evaluate``): retrieval quality for dense, BM25 and hybrid, and the defaults.
+
+Builds a throw-away index in a temp dir against a bundled server (hash engine by default,
+``--engine local`` for real MiniLM embeddings), asks labelled questions, and writes
+``bench/results/eval.md`` and ``eval.json``. Metrics are over retrieval units: a file, or a
+page of a PDF, each counted once at its best rank.
+
+Data sets:
+- ``sample``: tests/eval/questions.jsonl over sample_docs/ (English and Chinese, each labelled
+  with the file and, for PDFs, the page; some deliberately unanswerable, to set the floor).
+- ``nfcorpus``: BEIR NFCorpus (test split) from ../shared/data/nfcorpus, read in place and
+  imported through `import_jsonl` — one text file per record in a temp folder, then the normal
+  indexer (walk, loader, chunker, embedder, Chroma, BM25). Any BEIR-layout set works the same way.
+
+Question JSONL: {"id", "question", "lang", "relevant": [{"source": "a.pdf", "page": 2, "gain": 1}],
+"answerable": true}; "page" and "gain" are optional.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import statistics
+import tempfile
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ingest.config import IndexSettings
+from ingest.indexer import index_folder
+from rag.config import Settings
+from rag.retrieve import Mode, Retriever
+from rag.types import Hit
+
+ROOT = Path(__file__).resolve().parent.parent
+QUESTIONS = ROOT / "tests" / "eval" / "questions.jsonl"
+SAMPLE_DOCS = ROOT / "sample_docs"
+NFCORPUS = ROOT.parent / "shared" / "data" / "nfcorpus"
+RESULTS = ROOT / "bench" / "results"
+EMBED_MODELS = {"hash": "nomic-embed-text", "local": "all-minilm"}
+MODES: tuple[Mode, ...] = ("dense", "bm25", "hybrid")
+LAMBDAS = (1.0, 0.85, 0.7, 0.5)
+POOLS = (10, 30, 60)
+CAPS = (2, 3, 5)
+MIN_SCORES = (0.2, 0.3, 0.35, 0.4, 0.5)
+MIN_OVERLAPS = (0.25, 0.34, 0.5, 0.67)
+
+
+@dataclass(frozen=True)
+class Question:
+    """A labelled question: the units that answer it, with graded gains."""
+
+    id: str
+    text: str
+    gains: dict[tuple[str, int | None], float] = field(default_factory=dict)  # (source, page|None) -> gain
+    answerable: bool = True
+    lang: str = "en"
+
+
+def load_questions(path: Path) -> list[Question]:
+    """Questions from a JSONL file (see the module docstring)."""
+    out = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if not line.strip():
+            continue
+        row = json.loads(line)
+        gains = {(r["source"], r.get("page")): float(r.get("gain", 1)) for r in row.get("relevant", [])}
+        out.append(Question(row["id"], row["question"], gains, row.get("answerable", True), row.get("lang", "en")))
+    return out
+
+
+# -- metrics -----------------------------------------------------------------------------------
+
+
+def unit_of(hit: Hit, question: Question) -> tuple[str, int | None]:
+    """The unit a hit counts as: a labelled (source, page), a whole labelled file, or its own page."""
+    if (hit.source, hit.page) in question.gains:
+        return (hit.source, hit.page)
+    if (hit.source, None) in question.gains:
+        return (hit.source, None)
+    return (hit.source, hit.page)
+
+
+def ranked_units(hits: Sequence[Hit], question: Question) -> list[tuple[str, int | None]]:
+    """Units in rank order, each at its best rank."""
+    seen: list[tuple[str, int | None]] = []
+    for h in hits:
+        u = unit_of(h, question)
+        if u not in seen:
+            seen.append(u)
+    return seen
+
+
+def score_ranking(units: Sequence[tuple[str, int | None]], gains: dict[Any, float]) -> dict[str, float]:
+    """recall@5/10/100, MRR and nDCG@10 (linear gain) of one ranking."""
+    relevant = {u for u, g in gains.items() if g > 0}
+    out: dict[str, float] = {}
+    for k in (5, 10, 100):
+        out[f"recall@{k}"] = len(relevant & set(units[:k])) / len(relevant) if relevant else 0.0
+    first = next((i for i, u in enumerate(units, start=1) if u in relevant), None)
+    out["mrr"] = 1.0 / first if first else 0.0
+    dcg = sum(gains.get(u, 0.0) / math.log2(i + 1) for i, u in enumerate(units[:10], start=1))
+    ideal = sorted(gains.values(), reverse=True)[:10]
+    idcg = sum(g / math.log2(i + 1) for i, g in enumerate(ideal, start=1))
+    out["ndcg@10"] = dcg / idcg if idcg else 0.0
+    return out
+
+
+def mean_metrics(rows: Iterable[dict[str, float]]) -> dict[str, float]:
+    """Average each metric over questions."""
+    rows = list(rows)
+    return {key: round(statistics.fmean(r[key] for r in rows), 4) for key in rows[0]} if rows else {}
+
+
+# -- running -----------------------------------------------------------------------------------
+
+
+class CachedEmbedder:
+    """Wraps an embedder so a sweep embeds each question once."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.cache: dict[str, np.ndarray] = {}
+
+    def embed_query(self, text: str) -> np.ndarray:
+        if text not in self.cache:
+            self.cache[text] = self.inner.embed_query(text)
+        return self.cache[text]
+
+
+def evaluate(retriever: Retriever, questions: Sequence[Question], mode: Mode, k: int, **changes: Any) -> dict:
+    """Mean metrics of one configuration over the answerable questions (the floor switched off)."""
+    settings = retriever.settings.with_(min_score=-1.0, **changes)
+    r = Retriever(retriever.store, retriever.lexical, retriever.embedder, settings)
+    started = time.perf_counter()
+    rows = [score_ranking(ranked_units(r.search(q.text, k=k, mode=mode), q), q.gains)
+            for q in questions if q.answerable]
+    result = mean_metrics(rows)
+    result["ms_per_query"] = round(1000 * (time.perf_counter() - started) / max(len(rows), 1), 2)
+    return result
+
+
+def floor_table(retriever: Retriever, questions: Sequence[Question]) -> list[dict[str, Any]]:
+    """For each (min_score, min_overlap): how often the gate answers answerable questions and refuses the rest."""
+    rows = []
+    for min_score in MIN_SCORES:
+        for min_overlap in MIN_OVERLAPS:
+            settings = retriever.settings.with_(min_score=min_score, min_overlap=min_overlap)
+            r = Retriever(retriever.store, retriever.lexical, retriever.embedder, settings)
+            answered = {q.id: bool(r.search(q.text)) for q in questions}
+            pos = [answered[q.id] for q in questions if q.answerable]
+            neg = [not answered[q.id] for q in questions if not q.answerable]
+            tpr = statistics.fmean(pos) if pos else 0.0
+            tnr = statistics.fmean(neg) if neg else 0.0
+            rows.append({"min_score": min_score, "min_overlap": min_overlap, "answered": round(tpr, 3),
+                         "refused_unanswerable": round(tnr, 3), "balanced": round((tpr + tnr) / 2, 3)})
+    return rows
+
+
+def sweep(retriever: Retriever, questions: Sequence[Question], k: int) -> dict[str, Any]:
+    """Modes x MMR lambda, then pool and per-file cap for the best mode; the winner by nDCG@10 then MRR."""
+    table = []
+    for mode in MODES:
+        for lam in LAMBDAS:
+            table.append({"mode": mode, "mmr_lambda": lam, "pool": retriever.settings.pool,
+                          "per_file_cap": retriever.settings.per_file_cap,
+                          **evaluate(retriever, questions, mode, k, mmr_lambda=lam)})
+
+    def rank(row: dict[str, Any]) -> tuple[float, float, float]:
+        return (row["ndcg@10"], row["mrr"], row["recall@5"])
+
+    best = max(table, key=rank)
+    for pool in sorted({max(p, k) for p in POOLS}):  # a pool below k is k
+        for cap in CAPS:
+            table.append({"mode": best["mode"], "mmr_lambda": best["mmr_lambda"], "pool": pool, "per_file_cap": cap,
+                          **evaluate(retriever, questions, best["mode"], k, mmr_lambda=best["mmr_lambda"],
+                                     pool=max(pool, k), per_file_cap=cap)})
+    return {"table": table, "best": max(table, key=rank)}
+
+
+def build_index(docs: Path, db: Path, host: str, engine: str) -> tuple[Settings, dict[str, Any]]:
+    """Index ``docs`` into ``db`` and return read settings plus the index report."""
+    index = IndexSettings.resolve(host=host, db=db, embed_model=EMBED_MODELS[engine])
+    started = time.perf_counter()
+    report = index_folder(docs, index)
+    info = {"files": len(report.added), "chunks": report.chunks, "skipped": len(report.skipped),
+            "seconds": round(time.perf_counter() - started, 2)}
+    return Settings.resolve(index=index), info
+
+
+def import_jsonl(corpus: Path, folder: Path, *, id_key: str = "_id") -> int:
+    """Write each JSONL record ({"_id", "title", "text"}) as ``<folder>/<id>.txt`` for the normal indexer."""
+    folder.mkdir(parents=True, exist_ok=True)
+    n = 0
+    with corpus.open(encoding="utf-8") as lines:
+        for line in lines:
+            if line.strip():
+                row = json.loads(line)
+                text = "\n\n".join(p for p in (row.get("title", ""), row.get("text", "")) if p)
+                (folder / f"{row[id_key]}.txt").write_text(text + "\n", encoding="utf-8")
+                n += 1
+    return n
+
+
+def load_beir_questions(folder: Path, split: str = "test") -> list[Question]:
+    """BEIR queries with graded qrels of ``split``; relevant units are ``<doc id>.txt``."""
+    qrels: dict[str, dict[tuple[str, int | None], float]] = {}
+    with (folder / "qrels" / f"{split}.tsv").open(encoding="utf-8") as f:
+        for row in csv.DictReader(f, delimiter="\t"):
+            qrels.setdefault(row["query-id"], {})[(f"{row['corpus-id']}.txt", None)] = float(row["score"])
+    questions = []
+    for line in (folder / "queries.jsonl").read_text(encoding="utf-8").splitlines():
+        row = json.loads(line)
+        if row["_id"] in qrels:
+            questions.append(Question(row["_id"], row["text"], qrels[row["_id"]]))
+    return questions
+
+
+def run_dataset(name: str, docs: Path, questions: list[Question], host: str, engine: str, k: int) -> dict:
+    """Index, sweep, and (for datasets with unanswerable questions) tune the floor."""
+    with tempfile.TemporaryDirectory(prefix=f"rag-eval-{name}-") as tmp:
+        settings, info = build_index(docs, Path(tmp) / "db", host, engine)
+        with Retriever.open(settings) as opened:
+            retriever = Retriever(opened.store, opened.lexical, CachedEmbedder(opened.embedder),  # type: ignore[arg-type]
+                                  settings)
+            result: dict[str, Any] = {"dataset": name, "engine": engine, "embed_model": EMBED_MODELS[engine],
+                                      "questions": len(questions),
+                                      "unanswerable": sum(not q.answerable for q in questions), "index": info, "k": k}
+            result["modes"] = {m: evaluate(retriever, questions, m, k, mmr_lambda=1.0) for m in MODES}
+            result.update(sweep(retriever, questions, k))
+            if any(not q.answerable for q in questions):
+                table = floor_table(retriever, questions)
+                result["floor"] = {"table": table, "best": max(table, key=lambda r: (r["balanced"], r["answered"]))}
+    return result
+
+
+# -- report ------------------------------------------------------------------------------------
+
+METRIC_KEYS = ("recall@5", "recall@10", "recall@100", "mrr", "ndcg@10", "ms_per_query")
+
+
+def markdown(results: list[dict[str, Any]]) -> str:
+    """The eval.md report."""
+    out = ["# Retrieval evaluation", "", "Written by `make eval` (`python -m rag.evaluate`). Units: a file, or a PDF page.",
+           ""]
+    for r in results:
+        out += [f"## {r['dataset']} — engine `{r['engine']}`, embeddings `{r['embed_model']}`", "",
+                f"{r['questions']} questions ({r['unanswerable']} unanswerable); index: {r['index']}", "",
+                "### Modes (MMR off, λ = 1)", "", "| mode | " + " | ".join(METRIC_KEYS) + " |",
+                "|---" * (len(METRIC_KEYS) + 1) + "|"]
+        out += [f"| {m} | " + " | ".join(str(v.get(key, "")) for key in METRIC_KEYS) + " |" for m, v in r["modes"].items()]
+        out += ["", "### Sweep (mode × λ, then pool × per-file cap)", "",
+                "| mode | λ | pool | cap | " + " | ".join(METRIC_KEYS) + " |", "|---" * (len(METRIC_KEYS) + 4) + "|"]
+        out += [f"| {t['mode']} | {t['mmr_lambda']} | {t['pool']} | {t['per_file_cap']} | "
+                + " | ".join(str(t.get(key, "")) for key in METRIC_KEYS) + " |" for t in r["table"]]
+        b = r["best"]
+        out += ["", f"**Best:** mode {b['mode']}, λ {b['mmr_lambda']}, pool {b['pool']}, cap {b['per_file_cap']} "
+                f"(nDCG@10 {b['ndcg@10']}, MRR {b['mrr']}, recall@5 {b['recall@5']})", ""]
+        if "floor" in r:
+            out += ["### Relevance floor (answer when best cosine ≥ min_score or term overlap ≥ min_overlap)", "",
+                    "| min_score | min_overlap | answered (answerable) | refused (unanswerable) | balanced |",
+                    "|---|---|---|---|---|"]
+            out += [f"| {f['min_score']} | {f['min_overlap']} | {f['answered']} | {f['refused_unanswerable']} | "
+                    f"{f['balanced']} |" for f in r["floor"]["table"]]
+            fb = r["floor"]["best"]
+            out += ["", f"**Best floor:** min_score {fb['min_score']}, min_overlap {fb['min_overlap']} "
+                    f"(balanced {fb['balanced']})", ""]
+    return "\n".join(out) + "\n"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the evaluation and write the results files."""
+    from rag.server.http import OllamaServer
+
+    parser = argparse.ArgumentParser(prog="python -m rag.evaluate", description=__doc__.splitlines()[0])
+    parser.add_argument("--engine", choices=sorted(EMBED_MODELS), default="hash")
+    parser.add_argument("--dataset", choices=["sample", "nfcorpus", "all"], default="all",
+                        help="all = sample, plus nfcorpus when ../shared/data/nfcorpus exists")
+    parser.add_argument("--out", type=Path, default=RESULTS, help="folder for eval.md / eval.json")
+    args = parser.parse_args(argv)
+    results = []
+    with OllamaServer(args.engine) as server:
+        if args.dataset in ("sample", "all"):
+            print("sample_docs ...", flush=True)
+            results.append(run_dataset("sample_docs", SAMPLE_DOCS, load_questions(QUESTIONS), server.url,
+                                       args.engine, 10))
+        if args.dataset == "nfcorpus" or (args.dataset == "all" and NFCORPUS.exists()):
+            print("nfcorpus ...", flush=True)
+            with tempfile.TemporaryDirectory(prefix="rag-nfcorpus-docs-") as docs:
+                import_jsonl(NFCORPUS / "corpus.jsonl", Path(docs))
+                results.append(run_dataset("nfcorpus (test)", Path(docs), load_beir_questions(NFCORPUS),
+                                           server.url, args.engine, 100))
+    args.out.mkdir(parents=True, exist_ok=True)
+    suffix = "" if args.engine == "hash" else f"-{args.engine}"
+    (args.out / f"eval{suffix}.json").write_text(json.dumps(results, ensure_ascii=False, indent=2), encoding="utf-8")
+    (args.out / f"eval{suffix}.md").write_text(markdown(results), encoding="utf-8")
+    print(markdown(results))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,63 @@
+"""The evaluation harness: metrics, units, and the labelled questions themselves."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from rag.evaluate import (
+    QUESTIONS,
+    SAMPLE_DOCS,
+    Question,
+    import_jsonl,
+    load_questions,
+    ranked_units,
+    score_ranking,
+)
+from rag.types import Hit
+
+
+def test_perfect_and_missing_rankings() -> None:
+    gains = {("a.md", None): 1.0}
+    assert score_ranking([("a.md", None), ("b.md", None)], gains) == {
+        "recall@5": 1.0, "recall@10": 1.0, "recall@100": 1.0, "mrr": 1.0, "ndcg@10": 1.0,
+    }
+    assert score_ranking([("b.md", None)], gains)["mrr"] == 0.0
+
+
+def test_graded_ndcg_and_mrr() -> None:
+    gains = {("a", None): 2.0, ("b", None): 1.0}
+    out = score_ranking([("x", None), ("b", None), ("a", None)], gains)
+    assert out["mrr"] == 0.5
+    ideal = 2 + 1 / 1.5849625
+    assert out["ndcg@10"] == pytest.approx((1 / 1.5849625 + 2 / 2) / ideal)
+
+
+def test_units_dedupe_chunks_and_respect_pages() -> None:
+    q = Question("q", "?", {("m.pdf", 2): 1.0, ("g.md", None): 1.0})
+    hits = [Hit("m.pdf", 1, "", 0.9, "t"), Hit("g.md", None, "", 0.8, "t"), Hit("g.md", None, "", 0.7, "t"),
+            Hit("m.pdf", 2, "", 0.6, "t")]
+    assert ranked_units(hits, q) == [("m.pdf", 1), ("g.md", None), ("m.pdf", 2)]
+
+
+def test_labelled_questions_point_at_real_files_and_pages() -> None:
+    questions = load_questions(QUESTIONS)
+    assert len(questions) >= 40
+    assert {q.lang for q in questions} == {"en", "zh"}
+    assert sum(q.lang == "zh" for q in questions) >= 15
+    assert any(not q.answerable for q in questions)
+    for q in questions:
+        assert q.answerable == bool(q.gains), q.id
+        for source, page in q.gains:
+            assert (SAMPLE_DOCS / source).is_file(), (q.id, source)
+            assert (page is not None) == source.endswith(".pdf"), (q.id, source)
+
+
+def test_import_jsonl_writes_one_text_file_per_record(tmp_path: Path) -> None:
+    corpus = tmp_path / "corpus.jsonl"
+    rows = [{"_id": "D1", "title": "Beans", "text": "Beans are legumes."}, {"_id": "D2", "title": "", "text": "x"}]
+    corpus.write_text("\n".join(json.dumps(r) for r in rows) + "\n", encoding="utf-8")
+    assert import_jsonl(corpus, tmp_path / "docs") == 2
+    assert (tmp_path / "docs" / "D1.txt").read_text(encoding="utf-8") == "Beans\n\nBeans are legumes.\n"
