@@ -123,7 +123,9 @@ class LexicalIndex:
     def add(self, chunks: Sequence[ChunkLike]) -> None:
         """Add chunks (an id already present is replaced)."""
         self.delete([c.id for c in chunks])
-        docs, postings, total = [], [], 0
+        docs: list[tuple[str, str, str, int]] = []
+        postings: list[tuple[str, str, int]] = []
+        total = 0
         for c in chunks:
             counts = Counter(terms(c.text))
             length = sum(counts.values())

@@ -297,9 +297,9 @@ def _generate(
     if not hits:
         # Below the relevance floor: do not ask the model, it would only invent an answer.
         text = no_answer_text(question)
-        first = time.perf_counter() - started
+        shown = time.perf_counter() - started
         yield text
-        return Answer(text, [], [], settings.chat_model, timings(first))
+        return Answer(text, [], [], settings.chat_model, timings(shown))
 
     passages = pack_passages(hits, settings.context_tokens)
     messages = build_messages(question, passages, trim_history(history, settings.history_tokens))

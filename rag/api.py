@@ -164,6 +164,12 @@ class RAG:
         kinds: Collection[str] | None = None,
     ) -> AnswerStream: ...
 
+    @overload
+    def ask(
+        self, question: str, *, stream: bool, k: int | None = None, path: str | None = None,
+        kinds: Collection[str] | None = None,
+    ) -> Answer | AnswerStream: ...
+
     def ask(
         self,
         question: str,

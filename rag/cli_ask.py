@@ -8,6 +8,7 @@ from typing import Any
 
 import click
 
+from rag.answer import AnswerStream
 from rag.api import RAG
 from rag.chat import Chat
 from rag.options import host_option, json_option, store_options
@@ -57,15 +58,15 @@ def format_hits(hits: Iterable[Hit], width: int = 160) -> str:
     return "\n".join(out)
 
 
-def print_answer(result: Answer | Iterable[str], *, stream: bool, show_context: bool) -> Answer:
+def print_answer(result: Answer | AnswerStream, *, show_context: bool) -> Answer:
     """Print an answer (as it streams, when it does), then its sources and warnings."""
-    if stream:
-        for piece in result:  # type: ignore[union-attr]
+    if isinstance(result, AnswerStream):
+        for piece in result:
             click.echo(piece, nl=False)
-        answer: Answer = result.answer  # type: ignore[union-attr]
+        answer = result.answer
         click.echo()
     else:
-        answer = result  # type: ignore[assignment]
+        answer = result
         click.echo(answer.answer)
     if answer.citations:
         click.echo("\n" + format_sources(answer.citations))
@@ -104,9 +105,9 @@ def ask_command(
     with open_kb(db, collection, host, model, k) as kb:
         result = kb.ask(question, stream=stream, path=path_glob, kinds=kinds or None)
         if as_json:
-            emit_json(result.to_dict())  # type: ignore[union-attr]
+            emit_json(result.answer.to_dict() if isinstance(result, AnswerStream) else result.to_dict())
         else:
-            print_answer(result, stream=stream, show_context=show_context)
+            print_answer(result, show_context=show_context)
 
 
 @click.command("search")
@@ -191,7 +192,7 @@ def chat_loop(session: Chat, *, interactive: bool, show_context: bool) -> None:
         elif question.startswith("/"):
             note(f"unknown command {question} — {CHAT_HELP}")
         else:
-            print_answer(session.ask(question, stream=True), stream=True, show_context=show_context)
+            print_answer(session.ask(question, stream=True), show_context=show_context)
             click.echo()
 
 
