@@ -168,7 +168,7 @@ def sweep(retriever: Retriever, questions: Sequence[Question], k: int) -> dict[s
     table = []
     for mode in MODES:
         for lam in LAMBDAS:
-            table.append({"mode": mode, "mmr_lambda": lam, "pool": retriever.settings.pool,
+            table.append({"mode": mode, "mmr_lambda": lam, "pool": max(retriever.settings.pool, k),
                           "per_file_cap": retriever.settings.per_file_cap,
                           **evaluate(retriever, questions, mode, k, mmr_lambda=lam)})
 
@@ -222,8 +222,10 @@ def load_beir_questions(folder: Path, split: str = "test") -> list[Question]:
     return questions
 
 
-def run_dataset(name: str, docs: Path, questions: list[Question], host: str, engine: str, k: int) -> dict:
-    """Index, sweep, and (for datasets with unanswerable questions) tune the floor."""
+def run_dataset(
+    name: str, docs: Path, questions: list[Question], host: str, engine: str, k: int, *, sweep_params: bool = True
+) -> dict:
+    """Index, compare modes, sweep the parameters, and (with unanswerable questions) tune the floor."""
     with tempfile.TemporaryDirectory(prefix=f"rag-eval-{name}-") as tmp:
         settings, info = build_index(docs, Path(tmp) / "db", host, engine)
         with Retriever.open(settings) as opened:
@@ -233,7 +235,8 @@ def run_dataset(name: str, docs: Path, questions: list[Question], host: str, eng
                                       "questions": len(questions),
                                       "unanswerable": sum(not q.answerable for q in questions), "index": info, "k": k}
             result["modes"] = {m: evaluate(retriever, questions, m, k, mmr_lambda=1.0) for m in MODES}
-            result.update(sweep(retriever, questions, k))
+            if sweep_params:
+                result.update(sweep(retriever, questions, k))
             if any(not q.answerable for q in questions):
                 table = floor_table(retriever, questions)
                 result["floor"] = {"table": table, "best": max(table, key=lambda r: (r["balanced"], r["answered"]))}
@@ -255,13 +258,14 @@ def markdown(results: list[dict[str, Any]]) -> str:
                 "### Modes (MMR off, λ = 1)", "", "| mode | " + " | ".join(METRIC_KEYS) + " |",
                 "|---" * (len(METRIC_KEYS) + 1) + "|"]
         out += [f"| {m} | " + " | ".join(str(v.get(key, "")) for key in METRIC_KEYS) + " |" for m, v in r["modes"].items()]
-        out += ["", "### Sweep (mode × λ, then pool × per-file cap)", "",
-                "| mode | λ | pool | cap | " + " | ".join(METRIC_KEYS) + " |", "|---" * (len(METRIC_KEYS) + 4) + "|"]
-        out += [f"| {t['mode']} | {t['mmr_lambda']} | {t['pool']} | {t['per_file_cap']} | "
-                + " | ".join(str(t.get(key, "")) for key in METRIC_KEYS) + " |" for t in r["table"]]
-        b = r["best"]
-        out += ["", f"**Best:** mode {b['mode']}, λ {b['mmr_lambda']}, pool {b['pool']}, cap {b['per_file_cap']} "
-                f"(nDCG@10 {b['ndcg@10']}, MRR {b['mrr']}, recall@5 {b['recall@5']})", ""]
+        if "table" in r:
+            out += ["", "### Sweep (mode × λ, then pool × per-file cap)", "",
+                    "| mode | λ | pool | cap | " + " | ".join(METRIC_KEYS) + " |", "|---" * (len(METRIC_KEYS) + 4) + "|"]
+            out += [f"| {t['mode']} | {t['mmr_lambda']} | {t['pool']} | {t['per_file_cap']} | "
+                    + " | ".join(str(t.get(key, "")) for key in METRIC_KEYS) + " |" for t in r["table"]]
+            b = r["best"]
+            out += ["", f"**Best:** mode {b['mode']}, λ {b['mmr_lambda']}, pool {b['pool']}, cap {b['per_file_cap']} "
+                    f"(nDCG@10 {b['ndcg@10']}, MRR {b['mrr']}, recall@5 {b['recall@5']})", ""]
         if "floor" in r:
             out += ["### Relevance floor (answer when best cosine ≥ min_score or term overlap ≥ min_overlap)", "",
                     "| min_score | min_overlap | answered (answerable) | refused (unanswerable) | balanced |",
@@ -283,6 +287,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--dataset", choices=["sample", "nfcorpus", "all"], default="all",
                         help="all = sample, plus nfcorpus when ../shared/data/nfcorpus exists")
     parser.add_argument("--out", type=Path, default=RESULTS, help="folder for eval.md / eval.json")
+    parser.add_argument("--no-sweep", action="store_true", help="NFCorpus: compare the modes only (faster)")
     args = parser.parse_args(argv)
     results = []
     with OllamaServer(args.engine) as server:
@@ -291,11 +296,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             results.append(run_dataset("sample_docs", SAMPLE_DOCS, load_questions(QUESTIONS), server.url,
                                        args.engine, 10))
         if args.dataset == "nfcorpus" or (args.dataset == "all" and NFCORPUS.exists()):
-            print("nfcorpus ...", flush=True)
+            print("nfcorpus (3,633 documents, 323 queries; several minutes) ...", flush=True)
             with tempfile.TemporaryDirectory(prefix="rag-nfcorpus-docs-") as docs:
                 import_jsonl(NFCORPUS / "corpus.jsonl", Path(docs))
                 results.append(run_dataset("nfcorpus (test)", Path(docs), load_beir_questions(NFCORPUS),
-                                           server.url, args.engine, 100))
+                                           server.url, args.engine, 100, sweep_params=not args.no_sweep))
     args.out.mkdir(parents=True, exist_ok=True)
     suffix = "" if args.engine == "hash" else f"-{args.engine}"
     (args.out / f"eval{suffix}.json").write_text(json.dumps(results, ensure_ascii=False, indent=2), encoding="utf-8")
