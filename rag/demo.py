@@ -28,8 +28,8 @@ from rag.types import Answer
 
 ROOT = Path(__file__).resolve().parents[1]
 QUESTIONS = (
-    "What time does the nightly Tidepool backup run, and how long are backups kept?",
-    "检索增强生成和微调有什么区别？",
+    "When does the nightly Tidepool backup run?",
+    "Tidepool 一个账号可以在几台设备上登录？",
 )
 
 

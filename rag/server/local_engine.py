@@ -27,9 +27,11 @@ non-system messages first; a single message still too long keeps its first `num_
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 import re
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -196,6 +198,21 @@ def rewrite_ok(output: str, follow_up: str) -> bool:
 _PATCH_LOCK = threading.Lock()
 
 
+@contextlib.contextmanager
+def _quiet_stderr() -> Iterator[None]:
+    """Silence file descriptor 2 while llama.cpp loads: it prints notes ("using full-size SWA
+    cache") straight to the C stderr even with verbose=False, into the middle of a streamed answer."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 def load_llama(path: Path, n_ctx: int, threads: int) -> Any:
     """A `Llama` with llama.cpp's extra weight buffer types (AMX, repack) switched off.
 
@@ -220,7 +237,7 @@ def load_llama(path: Path, n_ctx: int, threads: int) -> Any:
         params.use_extra_bufts = False
         return params
 
-    with _PATCH_LOCK:
+    with _PATCH_LOCK, _quiet_stderr():
         low.llama_model_default_params = without_extra_bufts
         try:
             return Llama(model_path=str(path), n_ctx=n_ctx, n_threads=threads, n_threads_batch=threads,
