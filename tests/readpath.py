@@ -5,8 +5,6 @@ Shared by the read-path tests (test_retrieve, test_answer, test_chat, test_cli_a
 
 from __future__ import annotations
 
-import gc
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -88,12 +86,7 @@ def indexed_settings(server: Any, tmp_path: Path, **overrides: Any) -> Settings:
     """Read-path settings for the corpus, indexed against ``server`` with small chunks."""
     settings = Settings.resolve(host=server.url, db=tmp_path / "db", **overrides)
     index = settings.index.__class__(**{**settings.index.__dict__, "chunk_tokens": 60, "chunk_overlap": 0})
-    with warnings.catch_warnings():
-        # The indexer's embedder does not close its HTTP client yet; collect it here, quietly,
-        # so the read-path tests only see their own leaks.
-        warnings.simplefilter("ignore", ResourceWarning)
-        report = index_folder(make_corpus(tmp_path), index)
-        gc.collect()
+    report = index_folder(make_corpus(tmp_path), index)
     assert not report.skipped, report.skipped
     return settings.with_(index=index)
 
