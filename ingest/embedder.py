@@ -159,10 +159,10 @@ class Embedder:
         rows = []
         for text in batch:  # the legacy endpoint takes one prompt per request
             self.requests += 1
-            response = ollama_calls.call(
+            legacy = ollama_calls.call(
                 self._client.embeddings, host=self.host, retries=self.retries, model=self.model, prompt=text
             )
-            rows.append(response.embedding)
+            rows.append(legacy.embedding)
         return _unit_rows(rows, self.host, self.model)
 
 

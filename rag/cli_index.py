@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from typing import Any
 
 import click
 
@@ -81,7 +82,7 @@ class _ProgressBar:
 
     def __init__(self, enabled: bool) -> None:
         self.enabled = enabled
-        self._bar = None
+        self._bar: Any = None  # a tqdm, created on the first update (it needs the file total)
 
     def __enter__(self) -> _ProgressBar:
         return self

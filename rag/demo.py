@@ -16,6 +16,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -48,11 +49,11 @@ def ollama_answers(host: str) -> bool:
 
 # A 135M-parameter model on a CPU reads ~100-300 prompt tokens/s and loses the thread in long
 # prompts: give it fewer, shorter passages and a short answer budget.
-LOCAL_ENGINE_OPTIONS = {"k": 3, "context_tokens": 900, "answer_tokens": 160}
+LOCAL_ENGINE_OPTIONS: dict[str, Any] = {"k": 3, "context_tokens": 900, "answer_tokens": 160}
 
 
 @contextlib.contextmanager
-def ollama_for_demo(host: str | None) -> Iterator[tuple[str, str, str, dict[str, int]]]:
+def ollama_for_demo(host: str | None) -> Iterator[tuple[str, str, str, dict[str, Any]]]:
     """Yield (url, embed model, chat model, read options): a real Ollama if reachable, else the
     bundled local engine."""
     url = resolve_host(host)
