@@ -10,12 +10,13 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, overload
 
 from ingest.config import IndexSettings
+from ingest.errors import StoreError
 from ingest.indexer import ProgressFn, index_folder
 from ingest.manifest import Manifest
 from ingest.records import IndexReport
@@ -24,6 +25,7 @@ from rag.answer import AnswerStream, ask_stream
 from rag.chat import Chat
 from rag.client import OllamaClient
 from rag.config import Settings
+from rag.models_types import ModelsReady, PullProgress
 from rag.retrieve import Mode, Retriever
 from rag.types import Answer, Hit
 
@@ -115,6 +117,19 @@ class RAG:
         if self._retriever is None:
             self._retriever = Retriever.open(self.read_settings())
         return self._retriever
+
+    def ensure_models(
+        self, *, chat: bool = True, pull: bool = False, progress: Callable[[PullProgress], None] | None = None
+    ) -> ModelsReady:
+        """Check that the server has the index's embedding model and the chat model, with the right
+        capabilities; with ``pull`` fetch what is missing. Raises ModelNotFound / ModelCapabilityError."""
+        try:
+            fingerprint = Store.open(self.db, self.collection).fingerprint() or {}
+        except StoreError:  # no index yet: the configured embedding model is the one that will be used
+            fingerprint = {}
+        embed_model = str(fingerprint.get("embed_model") or self.index_settings.embed_model)
+        chat_model = self.read_settings().chat_model if chat else None
+        return self.chat_client().ensure_models(embed_model, chat_model, pull=pull, progress=progress)
 
     def chat_client(self) -> OllamaClient:
         """The HTTP client for `/api/chat` (made once, closed by `close()`)."""

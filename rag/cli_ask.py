@@ -11,6 +11,7 @@ import click
 from rag.answer import AnswerStream
 from rag.api import RAG
 from rag.chat import Chat
+from rag.cli_models import PullReporter
 from rag.options import host_option, json_option, store_options
 from rag.output import emit_json, handle_errors, note
 from rag.types import Answer, Citation, Hit
@@ -29,6 +30,20 @@ def retrieval_options(fn: F) -> F:
 
 def model_option(fn: F) -> F:
     return click.option("--model", default=None, help="Chat model (default: qwen2.5:7b, or RAG_CHAT_MODEL).")(fn)
+
+
+def pull_option(fn: F) -> F:
+    return click.option("--pull", is_flag=True, help="Pull the chat or embedding model first if the server lacks it.")(fn)
+
+
+def ready_kb(kb: RAG, pull: bool) -> RAG:
+    """Fail fast, before retrieval, when a model is missing or lacks its capability."""
+    reporter = PullReporter(sys.stderr)
+    try:
+        kb.ensure_models(pull=pull, progress=reporter)
+    finally:
+        reporter.close()
+    return kb
 
 
 def open_kb(db: str | None, collection: str | None, host: str | None, model: str | None, k: int | None) -> RAG:
@@ -83,6 +98,7 @@ def print_answer(result: Answer | AnswerStream, *, show_context: bool) -> Answer
 @host_option
 @model_option
 @retrieval_options
+@pull_option
 @click.option("--no-stream", is_flag=True, help="Print the answer only when it is complete.")
 @click.option("--show-context", is_flag=True, help="Also print the passages given to the model, with scores.")
 @json_option
@@ -96,6 +112,7 @@ def ask_command(
     k: int | None,
     path_glob: str | None,
     kinds: tuple[str, ...],
+    pull: bool,
     no_stream: bool,
     show_context: bool,
     as_json: bool,
@@ -103,6 +120,7 @@ def ask_command(
     """Answer QUESTION from the indexed documents, citing its sources."""
     stream = not (no_stream or as_json)
     with open_kb(db, collection, host, model, k) as kb:
+        ready_kb(kb, pull)
         result = kb.ask(question, stream=stream, path=path_glob, kinds=kinds or None)
         if as_json:
             emit_json(result.answer.to_dict() if isinstance(result, AnswerStream) else result.to_dict())
@@ -149,6 +167,7 @@ CHAT_HELP = "Ask a question; /sources shows the last answer's sources, /reset cl
 @host_option
 @model_option
 @retrieval_options
+@pull_option
 @click.option("--show-context", is_flag=True, help="Also print the passages given to the model.")
 @handle_errors
 def chat_command(
@@ -159,10 +178,12 @@ def chat_command(
     k: int | None,
     path_glob: str | None,
     kinds: tuple[str, ...],
+    pull: bool,
     show_context: bool,
 ) -> None:
     """Chat with the documents: follow-up questions use the conversation so far."""
     with open_kb(db, collection, host, model, k) as kb:
+        ready_kb(kb, pull)
         session = kb.chat(path=path_glob, kinds=kinds or None)
         note(CHAT_HELP)
         chat_loop(session, interactive=sys.stdin.isatty(), show_context=show_context)

@@ -106,3 +106,29 @@ def test_missing_index_is_an_index_error(ollama_server, tmp_path: Path) -> None:
     result = run("ask", "anything?", "--db", str(tmp_path / "none"), "--host", ollama_server.url)
     assert result.exit_code == EXIT_INDEX
     assert "rag index" in result.stderr
+
+
+def test_ask_with_a_missing_chat_model_fails_fast(ollama_server, where: list[str]) -> None:
+    ollama_server.clear_requests()
+    result = run("ask", "How long is the dishwasher warranty?", *where, "--model", "nonexistent:1b")
+    assert result.exit_code == 4
+    assert result.stderr.strip() == (
+        f"error: model nonexistent:1b is not available on {ollama_server.url} — run "
+        "`rag models pull nonexistent:1b` (or add --pull)"
+    )
+    assert requests_to(ollama_server, "/api/chat") == [] and requests_to(ollama_server, "/api/embed") == []
+
+
+def test_ask_with_an_embedding_model_as_chat_model_is_refused(ollama_server, where: list[str]) -> None:
+    result = run("ask", "How long is the dishwasher warranty?", *where, "--model", "all-minilm")
+    assert result.exit_code == 4
+    assert "embedding model and cannot chat" in result.stderr and "Traceback" not in result.output
+    assert requests_to(ollama_server, "/api/chat") == []
+
+
+def test_ask_pull_fetches_a_missing_chat_model(ollama_server, where: list[str]) -> None:
+    result = run("ask", "How long is the dishwasher warranty?", *where, "--model", "qwen2.5:0.5b", "--pull",
+                 "--json")
+    assert result.exit_code == 0, result.stderr
+    assert requests_to(ollama_server, "/api/pull")[0]["model"] == "qwen2.5:0.5b"
+    assert json.loads(result.stdout)["model"] == "qwen2.5:0.5b"
