@@ -11,8 +11,10 @@ from typing import IO, Any
 import click
 from tqdm import tqdm
 
+from ingest.config import IndexSettings
 from rag.client import OllamaClient
-from rag.doctor import Check, DoctorSettings, run_doctor
+from rag.config import Settings
+from rag.doctor import Check, run_doctor
 from rag.models_types import PullProgress, RunningModel, to_json
 from rag.options import host_option, json_option, store_options
 from rag.output import EXIT_ERROR, emit_json, handle_errors
@@ -242,9 +244,8 @@ def doctor(
     GPU or CPU for loaded models; the embedding prefixes.
     Exits 1 when any check fails (warnings do not fail).
     """
-    settings = DoctorSettings.resolve(
-        host=host, db=db, collection=collection, embed_model=embed_model, chat_model=chat_model
-    )
+    index = IndexSettings.resolve(host=host, db=db, collection=collection, embed_model=embed_model)
+    settings = Settings.resolve(index=index, chat_model=chat_model)
     with OllamaClient(settings.host, retries=0) as client:
         checks = run_doctor(settings, client)
     ok = all(c.status != "fail" for c in checks)

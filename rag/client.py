@@ -18,6 +18,7 @@ from ingest.errors import ConfigError, ModelCapabilityError, ModelNotFound, Olla
 from ingest.ollama_calls import DEFAULT_RETRIES, Timeouts, call, make_client, resolve_host, stream
 from rag import client_v1 as v1
 from rag.client_v1 import Think
+from rag.config import DEFAULT_CHAT_MODEL
 from rag.models_types import Health, ModelDetails, ModelInfo, ModelsReady, PullProgress, RunningModel
 
 __all__ = [
@@ -33,7 +34,7 @@ T = TypeVar("T")
 Api = Literal["native", "openai"]
 Progress = Callable[[PullProgress], None]
 
-SUGGESTED_CHAT_MODEL = "qwen2.5:7b"
+SUGGESTED_CHAT_MODEL = DEFAULT_CHAT_MODEL  # named in "use e.g. --model ..." hints
 SUGGESTED_EMBED_MODEL = "nomic-embed-text"
 
 

@@ -3,23 +3,20 @@
 from __future__ import annotations
 
 import ipaddress
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from ingest.config import DEFAULT_COLLECTION, DEFAULT_DB, DEFAULT_EMBED_MODEL
 from ingest.embedder import default_prefixes
 from ingest.errors import RagError, StoreError
-from rag.client import SUGGESTED_CHAT_MODEL, OllamaClient, check_capability
+from rag.client import OllamaClient, check_capability
+from rag.config import Settings
 from rag.models_types import Health, ModelDetails, RunningModel
 
 __all__ = [
-    "DEFAULT_CHAT_MODEL",
     "MIN_CONTEXT",
     "Check",
-    "DoctorSettings",
     "Status",
     "check_context",
     "check_gpu",
@@ -34,7 +31,6 @@ __all__ = [
 ]
 
 Status = Literal["pass", "warn", "fail"]
-DEFAULT_CHAT_MODEL = SUGGESTED_CHAT_MODEL
 # Below this the numbered passages plus the question rarely fit: answers lose their sources.
 MIN_CONTEXT = 4096
 
@@ -49,38 +45,7 @@ class Check:
     fix: str = ""
 
 
-@dataclass(frozen=True)
-class DoctorSettings:
-    """What `rag doctor` checks; build with `DoctorSettings.resolve(...)` (flag > env > default)."""
-
-    host: str | None
-    db: Path
-    collection: str
-    embed_model: str
-    chat_model: str
-
-    @classmethod
-    def resolve(
-        cls,
-        *,
-        host: str | None = None,
-        db: str | os.PathLike[str] | None = None,
-        collection: str | None = None,
-        embed_model: str | None = None,
-        chat_model: str | None = None,
-    ) -> DoctorSettings:
-        """Arguments win, then RAG_* environment variables, then the defaults."""
-        env = os.environ
-        return cls(
-            host=host,
-            db=Path(db or env.get("RAG_DB") or DEFAULT_DB),
-            collection=collection or env.get("RAG_COLLECTION") or DEFAULT_COLLECTION,
-            embed_model=embed_model or env.get("RAG_EMBED_MODEL") or DEFAULT_EMBED_MODEL,
-            chat_model=chat_model or env.get("RAG_CHAT_MODEL") or DEFAULT_CHAT_MODEL,
-        )
-
-
-def run_doctor(settings: DoctorSettings, client: OllamaClient | None = None) -> list[Check]:
+def run_doctor(settings: Settings, client: OllamaClient | None = None) -> list[Check]:
     """Run every check in table order; model checks are left out when the server does not answer."""
     # No retries: a doctor should report a dead server at once, not after seconds of backoff.
     client = client or OllamaClient(settings.host, retries=0)
@@ -88,12 +53,12 @@ def run_doctor(settings: DoctorSettings, client: OllamaClient | None = None) -> 
     checks = [server, check_host_security(client.host)]
     try:
         fingerprint = read_fingerprint(settings.db, settings.collection)
-        index_check = check_index_model(fingerprint, settings.embed_model, settings.db, settings.collection)
+        index_check = check_index_model(fingerprint, settings.index.embed_model, settings.db, settings.collection)
     except StoreError as err:
         fingerprint, index_check = None, Check("index", "fail", *_split(err))
     if health is None:
         return [*checks, index_check]
-    embed_check, embed = check_model(client, settings.embed_model, "embedding")
+    embed_check, embed = check_model(client, settings.index.embed_model, "embedding")
     chat_check, chat = check_model(client, settings.chat_model, "completion")
     checks += [embed_check, chat_check, index_check]
     if fingerprint is not None and embed is not None:
@@ -106,7 +71,7 @@ def run_doctor(settings: DoctorSettings, client: OllamaClient | None = None) -> 
         gpu = check_gpu(running)
     if chat is not None:
         checks.append(check_context(chat, running))
-    return [*checks, gpu, check_prefixes(settings.embed_model, fingerprint)]
+    return [*checks, gpu, check_prefixes(settings.index.embed_model, fingerprint)]
 
 
 def check_server(client: OllamaClient) -> tuple[Check, Health | None]:
