@@ -109,6 +109,8 @@ class Indexer:
     def _run(self) -> IndexReport:
         self._check_root()
         self.store.check_fingerprint(wanted_fingerprint(self.settings, self.embedder))
+        if self.lexical.outdated:
+            self._rebuild_lexical()
         self._recover_lost_manifest()
         self.manifest.root = str(self.root)
         files: list[Path] = []
@@ -154,6 +156,21 @@ class Indexer:
             by_source[str(meta.get("source", ""))].append(chunk_id)
         for source, ids in by_source.items():
             self.manifest.files[source] = FileEntry("", -1, -1.0, tuple(ids))
+
+    def _rebuild_lexical(self, batch: int = 500) -> None:
+        """The lexical index was written under older term rules: re-add every stored chunk's text.
+
+        Chroma holds each chunk's text, source and kind, so nothing is re-read or re-embedded.
+        """
+        self.lexical.reset()
+        ids = [chunk_id for chunk_id, _ in self.store.iter_metadata()]
+        for start in range(0, len(ids), batch):
+            self.lexical.add(self.store.get(ids[start : start + batch]))
+        self.lexical.commit()
+        self.report.warnings.append(
+            Skip(lexical_path(self.settings.db, self.settings.collection).name,
+                 f"rebuilt the lexical index from {len(ids)} stored chunks (new term rules)")
+        )
 
     def _visit(self, path: Path, rel: str) -> None:
         old = self.manifest.files.get(rel)

@@ -1,9 +1,15 @@
 """BM25 over chunk text, kept in SQLite beside the Chroma store (``<db>/<collection>.lexical.sqlite``).
 
-Terms are lowercase words, and Han text as overlapping character bigrams (a single Han character
-standing alone is kept as a unigram). Bigrams are what CJK search engines use without a segmenter:
+Terms are lowercase words reduced to their English Snowball stem ("studies" -> "studi", "statins"
+-> "statin"), and Han text as overlapping character bigrams (a single Han character standing alone
+is kept as a unigram). Bigrams are what CJK search engines use without a segmenter:
 "检索增强生成" becomes 检索 索增 增强 强生 生成, so the query "增强生成" matches it, while one
-token per run of Han characters would only ever match the whole run.
+token per run of Han characters would only ever match the whole run. Stemming lets "vitamin"
+match "vitamins"; on NFCorpus it raised BM25 nDCG@10 (bench/results/eval.md).
+
+The term rules are versioned (`TERMS_VERSION`, kept in the file's ``PRAGMA user_version``): postings
+written under other rules would not match today's query terms, so `LexicalIndex.open` reports such
+a file as `outdated` and the indexer rebuilds it from the chunk texts stored in Chroma.
 
 The tables hold postings (term, chunk id, term frequency), per-chunk lengths, source and kind, and
 the corpus totals N and the summed length, so a search reads only the postings of its query terms.
@@ -12,6 +18,7 @@ The indexer keeps this in sync with Chroma by the same manifest rules (add / del
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 import sqlite3
@@ -21,11 +28,15 @@ from collections.abc import Collection, Iterable, Sequence
 from pathlib import Path
 from typing import Protocol
 
+import snowballstemmer
+
 from ingest.errors import StoreError
 
 # BM25 parameters: the usual Robertson/Lucene defaults, which also did best on our eval (rag.evaluate).
 K1 = 1.2
 B = 0.75
+# The rules of `terms`: 1 = words + Han bigrams; 2 = the same with English Snowball stems.
+TERMS_VERSION = 2
 
 _HAN = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
 # A Han run, or a run of other letters/digits (underscore splits words: snake_case -> snake, case).
@@ -50,11 +61,22 @@ class ChunkLike(Protocol):
     def kind(self) -> str: ...
 
 
+_STEMMER = snowballstemmer.stemmer("english")
+
+
+@functools.lru_cache(maxsize=200_000)
+def stem(word: str) -> str:
+    """The English Snowball stem of a lowercase word ("tuning" -> "tune"); digits and codes pass through."""
+    return _STEMMER.stemWord(word) if word.isalpha() else word
+
+
 def terms(text: str) -> list[str]:
-    """Index terms of ``text``: lowercase words, Han runs as character bigrams (a lone character as itself).
+    """Index terms of ``text``: stemmed lowercase words, Han runs as character bigrams (a lone character as itself).
 
     >>> terms("RAG 检索增强生成, fine-tuning!")
-    ['rag', '检索', '索增', '增强', '强生', '生成', 'fine', 'tuning']
+    ['rag', '检索', '索增', '增强', '强生', '生成', 'fine', 'tune']
+    >>> terms("Statins and vitamins: studies")
+    ['statin', 'vitamin', 'studi']
     >>> terms("它和微调有什么区别")
     ['它和', '和微', '微调', '调有', '有什', '什么', '么区', '区别']
     >>> terms("第3章")
@@ -70,7 +92,7 @@ def terms(text: str) -> list[str]:
             else:
                 out.extend(han[i : i + 2] for i in range(len(han) - 1))
         elif word not in _STOP:
-            out.append(word)
+            out.append(stem(word))
     return out
 
 
@@ -93,9 +115,12 @@ INSERT OR IGNORE INTO stats VALUES ('n', 0), ('total_length', 0);
 class LexicalIndex:
     """A BM25 index of chunks in one SQLite file. Writes are batched until `commit()`."""
 
-    def __init__(self, conn: sqlite3.Connection, path: Path | None) -> None:
+    def __init__(self, conn: sqlite3.Connection, path: Path | None, *, outdated: bool = False) -> None:
         self._conn = conn
         self.path = path
+        # True when the file's postings were written under other term rules (`TERMS_VERSION`):
+        # the indexer must rebuild it (`Indexer` does, from Chroma) before its scores mean anything.
+        self.outdated = outdated
 
     @classmethod
     def open(cls, db: Path, collection: str, *, create: bool = True) -> LexicalIndex:
@@ -110,11 +135,16 @@ class LexicalIndex:
                 path.parent.mkdir(parents=True, exist_ok=True)
                 conn = sqlite3.connect(path, check_same_thread=False)
                 path_or_none = path
+            existed = conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'docs'").fetchone() is not None
             conn.executescript(_SCHEMA)
+            if not existed:
+                conn.execute(f"PRAGMA user_version = {TERMS_VERSION}")
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
             conn.commit()
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open the lexical index {path}: {exc} — delete it and run `rag index` again") from None
-        return cls(conn, path_or_none)
+        # A file from before versioning reads as 0, i.e. outdated.
+        return cls(conn, path_or_none, outdated=version != TERMS_VERSION)
 
     def close(self) -> None:
         """Close the SQLite connection."""
@@ -157,12 +187,14 @@ class LexicalIndex:
             self._conn.commit()
 
     def reset(self) -> None:
-        """Drop every chunk (used when the index is rebuilt)."""
+        """Drop every chunk (used when the index is rebuilt); the file then follows today's term rules."""
         with self._errors("reset"):
             self._conn.execute("DELETE FROM postings")
             self._conn.execute("DELETE FROM docs")
             self._conn.execute("UPDATE stats SET value = 0")
+            self._conn.execute(f"PRAGMA user_version = {TERMS_VERSION}")
             self._conn.commit()
+        self.outdated = False
 
     def count(self) -> int:
         """Number of chunks indexed."""
@@ -175,8 +207,10 @@ class LexicalIndex:
         *,
         sources: Collection[str] | None = None,
         kinds: Collection[str] | None = None,
+        k1: float = K1,
+        b: float = B,
     ) -> list[tuple[str, float]]:
-        """The ``k`` best chunks for ``query`` by BM25, as (chunk id, score), best first."""
+        """The ``k`` best chunks for ``query`` by BM25 (``k1``, ``b``), as (chunk id, score), best first."""
         qterms = Counter(terms(query))
         n = self._stat("n")
         if not qterms or n == 0 or k <= 0:
@@ -207,7 +241,7 @@ class LexicalIndex:
         idf = {t: math.log(1.0 + (n - f + 0.5) / (f + 0.5)) for t, f in df.items()}
         scores: dict[str, float] = {}
         for chunk_id, term, tf, length in rows:
-            norm = tf * (K1 + 1) / (tf + K1 * (1 - B + B * length / avgdl))
+            norm = tf * (k1 + 1) / (tf + k1 * (1 - b + b * length / avgdl))
             scores[chunk_id] = scores.get(chunk_id, 0.0) + qterms[term] * idf[term] * norm
         # Ties broken by id so results are deterministic across runs.
         best = sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))

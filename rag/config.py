@@ -35,6 +35,7 @@ DEFAULT_MMR_LAMBDA = 0.7  # 1.0 = pure relevance; lower trades relevance for div
 DEFAULT_PER_FILE_CAP = 3  # at most this many chunks from one file in the top k
 DEFAULT_HYBRID = True
 DEFAULT_RRF_K = 60  # the constant from Cormack et al.; robust, rarely worth tuning
+DEFAULT_DENSE_WEIGHT = 0.5  # hybrid: the dense ranking's share of the fused score (BM25 gets the rest)
 DEFAULT_MIN_SCORE = 0.35  # relevance floor: cosine similarity ... (rag.retrieve.passes_floor)
 DEFAULT_MIN_OVERLAP = 0.34  # ... or this share of the query's terms found in the passage
 DEFAULT_ANSWER_TOKENS = 768  # num_predict: the answer budget
@@ -50,6 +51,8 @@ _ENV = {
     "mmr_lambda": "RAG_MMR_LAMBDA",
     "per_file_cap": "RAG_PER_FILE_CAP",
     "hybrid": "RAG_HYBRID",
+    "rrf_k": "RAG_RRF_K",
+    "dense_weight": "RAG_DENSE_WEIGHT",
     "min_score": "RAG_MIN_SCORE",
     "min_overlap": "RAG_MIN_OVERLAP",
     "num_ctx": "RAG_NUM_CTX",
@@ -72,6 +75,7 @@ class Settings:
     per_file_cap: int = DEFAULT_PER_FILE_CAP
     hybrid: bool = DEFAULT_HYBRID
     rrf_k: int = DEFAULT_RRF_K
+    dense_weight: float = DEFAULT_DENSE_WEIGHT
     min_score: float = DEFAULT_MIN_SCORE
     min_overlap: float = DEFAULT_MIN_OVERLAP
     num_ctx: int | None = None  # None: sized from the budgets below (rag.answer.context_window)
@@ -83,6 +87,10 @@ class Settings:
     def __post_init__(self) -> None:
         if self.k < 1 or self.pool < 1 or self.per_file_cap < 1:
             raise ConfigError("k, pool and per-file cap must be at least 1 — e.g. --k 5")
+        if not 0.0 <= self.dense_weight <= 1.0:
+            raise ConfigError(f"dense weight must be between 0 and 1, not {self.dense_weight} — e.g. RAG_DENSE_WEIGHT=0.5")
+        if self.rrf_k < 1:
+            raise ConfigError(f"RRF k must be at least 1, not {self.rrf_k}")
         if not 0.0 <= self.mmr_lambda <= 1.0:
             raise ConfigError(f"MMR lambda must be between 0 and 1, not {self.mmr_lambda} — e.g. RAG_MMR_LAMBDA=0.7")
         if self.num_ctx is not None and self.num_ctx < 512:

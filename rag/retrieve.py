@@ -95,12 +95,14 @@ def mmr(
     return picked
 
 
-def rrf(rankings: Sequence[Sequence[str]], k: int = 60) -> dict[str, float]:
-    """Reciprocal rank fusion: each id scores the sum of 1/(k + rank) over the rankings it appears in."""
+def rrf(rankings: Sequence[Sequence[str]], k: int = 60, weights: Sequence[float] | None = None) -> dict[str, float]:
+    """Reciprocal rank fusion: each id scores the sum of weight/(k + rank) over the rankings it appears in
+    (every weight 1 unless ``weights`` are given)."""
     scores: dict[str, float] = {}
-    for ranking in rankings:
+    for i, ranking in enumerate(rankings):
+        weight = 1.0 if weights is None else weights[i]
         for rank, item in enumerate(ranking, start=1):
-            scores[item] = scores.get(item, 0.0) + 1.0 / (k + rank)
+            scores[item] = scores.get(item, 0.0) + weight / (k + rank)
     return scores
 
 
@@ -190,7 +192,8 @@ def search(
         relevance = _scaled({cid: s for cid, s in lex if cid in cos_by_id})
     else:
         dense_rank = sorted((c.id for c in dense if c.id in cos_by_id), key=lambda cid: (-cos_by_id[cid], cid))
-        relevance = _scaled(rrf([dense_rank, [cid for cid, _ in lex if cid in cos_by_id]], settings.rrf_k))
+        relevance = _scaled(rrf([dense_rank, [cid for cid, _ in lex if cid in cos_by_id]], settings.rrf_k,
+                                [settings.dense_weight, 1.0 - settings.dense_weight]))
 
     ranked = sorted(relevance, key=lambda cid: (-relevance[cid], cid))
     # The floor gates the question, not each passage: if the best candidates are not relevant
@@ -261,7 +264,12 @@ class Retriever:
                 "— run `rag index PATH` first"
             )
         embedder = Embedder.from_fingerprint(fingerprint, settings.index)
-        lexical = LexicalIndex.open(settings.db, settings.collection, create=False)
+        lexical: LexicalIndex | None = LexicalIndex.open(settings.db, settings.collection, create=False)
+        if lexical is not None and lexical.outdated:
+            # Written under older term rules: its postings would not match today's query terms.
+            # Dense only until the next `rag index`, which rebuilds it.
+            lexical.close()
+            lexical = None
         return cls(store, lexical, embedder, settings)
 
     def close(self) -> None:

@@ -61,3 +61,47 @@ def test_import_jsonl_writes_one_text_file_per_record(tmp_path: Path) -> None:
     corpus.write_text("\n".join(json.dumps(r) for r in rows) + "\n", encoding="utf-8")
     assert import_jsonl(corpus, tmp_path / "docs") == 2
     assert (tmp_path / "docs" / "D1.txt").read_text(encoding="utf-8") == "Beans\n\nBeans are legumes.\n"
+
+
+def test_embedding_cache_answers_repeats_without_the_engine(tmp_path: Path) -> None:
+    import ollama
+
+    from rag.eval_cache import CachingEngine
+    from rag.server.hash_engine import HashEngine
+    from rag.server.http import OllamaServer
+
+    class Counting(HashEngine):
+        calls = 0
+
+        def embed(self, model: str, texts: list[str], *, truncate: bool = True) -> tuple[list[list[float]], int]:
+            Counting.calls += len(texts)
+            return super().embed(model, texts, truncate=truncate)
+
+    cached = CachingEngine(Counting(), tmp_path / "cache" / "e.sqlite")
+    with OllamaServer(cached) as server:
+        client = ollama.Client(host=server.url)
+        first = client.embed(model="nomic-embed-text", input=["alpha beta", "gamma"])
+        again = client.embed(model="nomic-embed-text", input=["gamma", "alpha beta", "delta"])
+        client._client.close()
+    assert Counting.calls == 3 and (cached.hits, cached.misses) == (2, 3)
+    assert again.embeddings[0] == pytest.approx(first.embeddings[1], abs=1e-6)
+    assert again.embeddings[1] == pytest.approx(first.embeddings[0], abs=1e-6)
+    assert again.prompt_eval_count is not None and again.prompt_eval_count > 0
+    cached.close()
+    reopened = CachingEngine(Counting(), tmp_path / "cache" / "e.sqlite")  # persists across runs
+    reopened.embed("nomic-embed-text:latest", ["delta"])  # the name the server passes to its engine
+    assert Counting.calls == 3 and reopened.hits == 1
+    reopened.close()
+
+
+def test_weighted_fusion_settings_are_validated() -> None:
+    from ingest.errors import ConfigError
+    from rag.config import Settings
+    from rag.retrieve import rrf
+
+    assert Settings.resolve(host="http://127.0.0.1:1", dense_weight=0.7).dense_weight == 0.7
+    with pytest.raises(ConfigError, match="dense weight"):
+        Settings.resolve(host="http://127.0.0.1:1", dense_weight=1.5)
+    fused = rrf([["a", "b"], ["b", "a"]], k=10, weights=[0.75, 0.25])
+    assert fused["a"] > fused["b"]
+    assert rrf([["a", "b"], ["b", "a"]], k=10)["a"] == pytest.approx(rrf([["a", "b"], ["b", "a"]], k=10)["b"])

@@ -274,3 +274,31 @@ def test_indexing_another_folder_into_the_same_collection_is_refused(ollama_serv
     (other / "x.txt").write_text("something else")
     with pytest.raises(IndexMismatch, match="--collection"):
         index_folder(other, settings)
+
+
+def test_an_outdated_lexical_index_is_rebuilt_from_the_store_without_embedding(ollama_server, settings, tmp_path):
+    import sqlite3
+
+    from ingest.lexical import LexicalIndex, lexical_path
+    from rag.config import Settings
+    from rag.retrieve import Retriever
+
+    docs = make_folder(tmp_path)
+    first = index_folder(docs, settings)
+    path = lexical_path(settings.db, settings.collection)
+    conn = sqlite3.connect(path)  # as if written by older term rules: unstemmed postings, version 0
+    conn.execute("UPDATE postings SET term = term || '_old'")
+    conn.execute("PRAGMA user_version = 0")
+    conn.commit()
+    conn.close()
+    with Retriever.open(Settings.resolve(index=settings)) as retriever:
+        assert retriever.lexical is None  # the read path does not trust it: dense only until re-indexed
+    ollama_server.clear_requests()
+    report = index_folder(docs, settings)
+    assert embed_calls(ollama_server) == 0 and report.chunks == 0
+    assert any("rebuilt the lexical index" in w.reason for w in report.warnings)
+    lexical = LexicalIndex.open(settings.db, settings.collection)
+    assert not lexical.outdated and lexical.count() == first.chunks
+    assert lexical.search("embeddings endpoint", 3) and lexical.search("检索增强", 3)
+    lexical.close()
+    assert index_folder(docs, settings).warnings == []  # rebuilt once, not on every run

@@ -128,3 +128,36 @@ def test_corrupt_file_is_a_store_error(tmp_path: Path) -> None:
     lexical_path(tmp_path, "docs").write_bytes(b"not a database" * 100)
     with pytest.raises(StoreError, match="rag index"):
         LexicalIndex.open(tmp_path, "docs")
+
+
+def test_english_words_are_stemmed_so_plurals_match(tmp_path: Path) -> None:
+    assert terms("Statins reduce studies") == ["statin", "reduc", "studi"]
+    assert terms("第3章 running ＲＡＧ１２") == ["第", "3", "章", "run", "rag12"]
+    idx = LexicalIndex.open(tmp_path, "c")
+    idx.add([chunk("v", "Vitamin D deficiency."), chunk("o", "Other text entirely.")])
+    assert [i for i, _ in idx.search("vitamins", 5)] == ["v"]
+
+
+def test_new_file_carries_the_terms_version_and_is_current(tmp_path: Path) -> None:
+    idx = LexicalIndex.open(tmp_path, "docs")
+    assert not idx.outdated
+    idx.close()
+    conn = sqlite3.connect(lexical_path(tmp_path, "docs"))
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == ingest.lexical.TERMS_VERSION
+    conn.close()
+    assert not LexicalIndex.open(tmp_path, "docs").outdated
+
+
+def test_a_file_from_older_term_rules_is_reported_until_reset(tmp_path: Path, index: LexicalIndex) -> None:
+    index.close()
+    conn = sqlite3.connect(lexical_path(tmp_path / "db", "docs"))
+    conn.execute("PRAGMA user_version = 0")  # what a file written before versioning reads as
+    conn.commit()
+    conn.close()
+    old = LexicalIndex.open(tmp_path / "db", "docs")
+    assert old.outdated
+    assert LexicalIndex.open(tmp_path / "db", "docs", create=False).outdated
+    old.reset()
+    assert not old.outdated and old.count() == 0
+    old.close()
+    assert not LexicalIndex.open(tmp_path / "db", "docs").outdated
