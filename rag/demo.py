@@ -121,7 +121,8 @@ def main(argv: list[str] | None = None) -> int:
     except (RagError, RuntimeError) as exc:  # RuntimeError: the local engine's missing-extra message
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    print(f"\nNext: `rag ask \"...\" --db {args.db}` against your Ollama, or `rag index YOUR_FOLDER`.")
+    print(f"\nThe demo index is in {args.db} (`rag status --db {args.db}`). Next, with your own Ollama: "
+          "`rag index YOUR_FOLDER`, then `rag ask \"...\"` (see README).")
     return 0
 
 
