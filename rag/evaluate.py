@@ -374,14 +374,14 @@ def defaults_note(results: Sequence[dict[str, Any]]) -> list[str]:
     return out
 
 
-def open_server(engine: str, cache: bool) -> Any:
-    """The bundled server with ``engine``; the local engine's embeddings go through the cache."""
+def open_server(engine: str, cache: Path | None) -> Any:
+    """The bundled server with ``engine``; the local engine's embeddings go through the ``cache`` file."""
     from rag.server.http import OllamaServer, make_engine
 
-    if engine == "local" and cache:
+    if engine == "local" and cache is not None:
         from rag.eval_cache import CachingEngine
 
-        return OllamaServer(CachingEngine(make_engine("local"), CACHE))
+        return OllamaServer(CachingEngine(make_engine("local"), cache))
     return OllamaServer(engine)
 
 
@@ -396,7 +396,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="all = sample, plus nfcorpus (local engine) when ../shared/data/nfcorpus exists")
     parser.add_argument("--out", type=Path, default=RESULTS, help="folder for eval.md / eval.json")
     parser.add_argument("--no-sweep", action="store_true", help="compare the modes only (faster)")
-    parser.add_argument("--no-cache", action="store_true", help="embed everything again (no bench/cache)")
+    parser.add_argument("--no-cache", action="store_true", help="embed everything again (no cache at all)")
+    parser.add_argument("--cache", type=Path, default=CACHE, help="the embedding cache file (default: %(default)s)")
     args = parser.parse_args(argv)
     started = time.perf_counter()
     engines = ["hash", "local"] if args.engine == "all" else [args.engine]
@@ -404,7 +405,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     notes: list[str] = []
     for engine in engines:
         try:
-            server = open_server(engine, not args.no_cache)
+            server = open_server(engine, None if args.no_cache else args.cache)
         except EngineUnavailable as exc:
             print(f"skipping the {engine} engine: {exc}", flush=True)
             notes.append(f"Skipped the `{engine}` engine: {exc}")

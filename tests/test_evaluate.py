@@ -105,3 +105,44 @@ def test_weighted_fusion_settings_are_validated() -> None:
     fused = rrf([["a", "b"], ["b", "a"]], k=10, weights=[0.75, 0.25])
     assert fused["a"] > fused["b"]
     assert rrf([["a", "b"], ["b", "a"]], k=10)["a"] == pytest.approx(rrf([["a", "b"], ["b", "a"]], k=10)["b"])
+
+
+def test_beir_run_sweeps_fusion_on_dev_and_reports_both_splits(ollama_server, tmp_path: Path) -> None:
+    from rag.evaluate import FUSION_GRID, import_jsonl, markdown, run_beir
+
+    folder = tmp_path / "beir"
+    (folder / "qrels").mkdir(parents=True)
+    docs = [("D1", "Vitamin D", "Vitamin D deficiency and bone health in older adults."),
+            ("D2", "Statins", "Statins lower cholesterol and the risk of heart disease."),
+            ("D3", "Green tea", "Green tea polyphenols and cancer prevention studies."),
+            ("D4", "Fiber", "Dietary fiber from whole grains improves gut health.")]
+    (folder / "corpus.jsonl").write_text(
+        "\n".join(json.dumps({"_id": i, "title": t, "text": x}) for i, t, x in docs) + "\n", encoding="utf-8")
+    queries = [("Q1", "vitamins for bones"), ("Q2", "statin and heart disease"), ("Q3", "tea and cancer")]
+    (folder / "queries.jsonl").write_text("\n".join(json.dumps({"_id": i, "text": t}) for i, t in queries) + "\n",
+                                          encoding="utf-8")
+    header = "query-id\tcorpus-id\tscore\n"
+    (folder / "qrels" / "dev.tsv").write_text(header + "Q1\tD1\t2\nQ2\tD2\t1\n", encoding="utf-8")
+    (folder / "qrels" / "test.tsv").write_text(header + "Q3\tD3\t1\n", encoding="utf-8")
+    import_jsonl(folder / "corpus.jsonl", tmp_path / "docs")
+    result = run_beir("tiny", folder, tmp_path / "docs", ollama_server.url, "hash")
+    assert set(result["splits"]) == {"dev", "test"}
+    dev, test = result["splits"]["dev"], result["splits"]["test"]
+    assert dev["questions"] == 2 and test["questions"] == 1
+    assert len(dev["fusion"]) == len(FUSION_GRID) and "fusion" not in test
+    assert test["modes"]["bm25"]["ndcg@10"] == 1.0  # "tea" and "cancer" only occur in D3
+    assert {"ndcg@10", "recall@10", "recall@100"} <= set(test["modes"]["hybrid"])
+    report = markdown([result])
+    assert "### dev (2 queries)" in report and "**Best on dev:**" in report and "### test (1 queries)" in report
+
+
+def test_main_writes_one_results_file_set(tmp_path: Path) -> None:
+    from rag.evaluate import main
+
+    assert main(["--engine", "hash", "--dataset", "sample", "--no-sweep", "--out", str(tmp_path)]) == 0
+    data = json.loads((tmp_path / "eval.json").read_text(encoding="utf-8"))
+    assert [r["engine"] for r in data["results"]] == ["hash"]
+    assert set(data["results"][0]["modes"]) == {"dense", "bm25", "hybrid"}
+    report = (tmp_path / "eval.md").read_text(encoding="utf-8")
+    assert "### Defaults (rag.config) and why" in report and "Run time:" in report
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["eval.json", "eval.md"]
