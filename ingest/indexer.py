@@ -109,8 +109,8 @@ class Indexer:
     def _run(self) -> IndexReport:
         self._check_root()
         self.store.check_fingerprint(wanted_fingerprint(self.settings, self.embedder))
-        if self.lexical.outdated:
-            self._rebuild_lexical()
+        if self.lexical.outdated or (self.lexical.count() == 0 and self.store.count() > 0):
+            self._rebuild_lexical()  # older term rules, or the file was deleted
         self._recover_lost_manifest()
         self.manifest.root = str(self.root)
         files: list[Path] = []
@@ -158,7 +158,7 @@ class Indexer:
             self.manifest.files[source] = FileEntry("", -1, -1.0, tuple(ids))
 
     def _rebuild_lexical(self, batch: int = 500) -> None:
-        """The lexical index was written under older term rules: re-add every stored chunk's text.
+        """The lexical index is outdated or missing: re-add every stored chunk's text.
 
         Chroma holds each chunk's text, source and kind, so nothing is re-read or re-embedded.
         """
@@ -169,7 +169,7 @@ class Indexer:
         self.lexical.commit()
         self.report.warnings.append(
             Skip(lexical_path(self.settings.db, self.settings.collection).name,
-                 f"rebuilt the lexical index from {len(ids)} stored chunks (new term rules)")
+                 f"rebuilt the lexical index from {len(ids)} stored chunks")
         )
 
     def _visit(self, path: Path, rel: str) -> None:

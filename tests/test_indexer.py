@@ -302,3 +302,17 @@ def test_an_outdated_lexical_index_is_rebuilt_from_the_store_without_embedding(o
     assert lexical.search("embeddings endpoint", 3) and lexical.search("检索增强", 3)
     lexical.close()
     assert index_folder(docs, settings).warnings == []  # rebuilt once, not on every run
+
+
+def test_a_deleted_lexical_index_is_rebuilt_from_the_store(ollama_server, settings, tmp_path):
+    from ingest.lexical import LexicalIndex, lexical_path
+
+    docs = make_folder(tmp_path)
+    first = index_folder(docs, settings)
+    lexical_path(settings.db, settings.collection).unlink()
+    ollama_server.clear_requests()
+    report = index_folder(docs, settings)
+    assert embed_calls(ollama_server) == 0 and len(report.warnings) == 1
+    lexical = LexicalIndex.open(settings.db, settings.collection)
+    assert lexical.count() == first.chunks and lexical.search("cosine distance", 3)
+    lexical.close()
