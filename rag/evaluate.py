@@ -260,6 +260,11 @@ FUSION_GRID: tuple[dict[str, Any], ...] = tuple(
 )
 
 
+def is_default(settings: Settings, changes: dict[str, Any]) -> bool:
+    """Whether ``changes`` leave ``settings`` as they are."""
+    return all(getattr(settings, key) == value for key, value in changes.items())
+
+
 def run_beir(name: str, folder: Path, docs: Path, host: str, engine: str, *, sweep_params: bool = True) -> dict:
     """One index, the dev and test query sets: modes on both, the fusion sweep on dev only."""
     k = 100
@@ -276,11 +281,14 @@ def run_beir(name: str, folder: Path, docs: Path, host: str, engine: str, *, swe
                 row: dict[str, Any] = {"questions": len(questions),
                                        "modes": {m: evaluate(retriever, questions, m, k) for m in MODES}}
                 if split == "dev" and sweep_params:
-                    row["fusion"] = [{**change, **evaluate(retriever, questions, "hybrid", k, **change)}
-                                     for change in FUSION_GRID]
+                    row["fusion"] = [
+                        {**change, **(row["modes"]["hybrid"] if is_default(retriever.settings, change)  # no rerun
+                                      else evaluate(retriever, questions, "hybrid", k, **change))}
+                        for change in FUSION_GRID
+                    ]
                     row["best"] = max(row["fusion"], key=lambda r: (r["ndcg@10"], r["recall@100"]))
                     best = {key: row["best"][key] for key in FUSION_GRID[0]}
-                    if any(getattr(retriever.settings, key) != value for key, value in best.items()):
+                    if not is_default(retriever.settings, best):
                         result["dev_best"] = best  # differs from the defaults: also reported on test
                 elif "dev_best" in result:
                     label = "hybrid (dev-best " + ", ".join(f"{key} {v}" for key, v in result["dev_best"].items()) + ")"
