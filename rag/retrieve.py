@@ -22,6 +22,7 @@ import numpy as np
 from ingest.embedder import Embedder
 from ingest.errors import ConfigError, StoreError
 from ingest.lexical import LexicalIndex, terms
+from ingest.manifest import Manifest
 from ingest.store import Store, StoredChunk
 from rag.config import Settings
 from rag.types import Hit
@@ -166,7 +167,7 @@ def search(
     k = k or settings.k
     mode = mode or ("hybrid" if settings.hybrid and lexical is not None else "dense")
     kind_list = normalize_kinds(kinds)
-    sources = match_sources(store.sources(), where_glob) if where_glob else None
+    sources = match_sources(indexed_sources(store), where_glob) if where_glob else None
     if sources is not None and not sources:
         return []
     pool = max(settings.pool, k)
@@ -212,6 +213,12 @@ def search(
         cap=settings.per_file_cap,
     )
     return [to_hit(chosen[i], cos_by_id[chosen[i].id]) for i in order]
+
+
+def indexed_sources(store: Store) -> list[str]:
+    """Every indexed file: from the manifest (one small read), or from Chroma when it is missing."""
+    files = Manifest.load(store.db, store.name).files
+    return sorted(files) if files else store.sources()
 
 
 def overlap(query_terms: set[str], text: str) -> float:
@@ -274,13 +281,7 @@ class Retriever:
 
     def close(self) -> None:
         """Close the embedder's HTTP connections and the lexical index."""
-        close = getattr(self.embedder, "close", None)
-        if close is not None:
-            close()
-        else:  # an Embedder without close(): shut its SDK client's connection pool directly
-            client = getattr(self.embedder, "_client", None)
-            if client is not None:
-                client._client.close()
+        self.embedder.close()
         if self.lexical is not None:
             self.lexical.close()
 
