@@ -96,6 +96,7 @@ class Indexer:
         self.embedder = Embedder(settings)
         self.pending = _Pending()
         self._chunk_limits: tuple[int, int] | None = None
+        self._fingerprinted = False
         self._started = time.monotonic()
 
     def run(self) -> IndexReport:
@@ -236,6 +237,10 @@ class Indexer:
         self.pending = _Pending()
 
     def _fingerprint_once(self, dimension: int) -> None:
+        """Check and record the full fingerprint at the first flush (dimension and endpoint are known now)."""
+        if self._fingerprinted:
+            return
+        self._fingerprinted = True
         wanted = wanted_fingerprint(self.settings, self.embedder)
         wanted.update(dimension=dimension, endpoint=self.embedder.endpoint)
         self.store.check_fingerprint(wanted)

@@ -123,11 +123,10 @@ class RAG:
     ) -> ModelsReady:
         """Check that the server has the index's embedding model and the chat model, with the right
         capabilities; with ``pull`` fetch what is missing. Raises ModelNotFound / ModelCapabilityError."""
-        try:
-            fingerprint = Store.open(self.db, self.collection).fingerprint() or {}
+        try:  # the index's own embedder (opened once and reused by search/ask)
+            embed_model = self.retriever().embedder.model
         except StoreError:  # no index yet: the configured embedding model is the one that will be used
-            fingerprint = {}
-        embed_model = str(fingerprint.get("embed_model") or self.index_settings.embed_model)
+            embed_model = self.index_settings.embed_model
         chat_model = self.read_settings().chat_model if chat else None
         return self.chat_client().ensure_models(embed_model, chat_model, pull=pull, progress=progress)
 
