@@ -321,6 +321,9 @@ def _generate(
     if prompt_was_cut(estimate, evaluated, num_ctx):
         warnings.append(_warn(f"the server evaluated {evaluated} prompt tokens of ~{estimate} sent (num_ctx "
                               f"{num_ctx}): it cut the prompt, so passages may be missing — raise RAG_NUM_CTX"))
+    if not text:
+        warnings.append(_warn(f"{settings.chat_model} returned an empty answer — the passages in context are "
+                              "listed; try rephrasing, or a larger chat model (--model)"))
     if getattr(final, "done_reason", None) == "length":
         warnings.append(_warn(f"the answer reached the {settings.answer_tokens}-token budget and was cut "
                               "— raise RAG_ANSWER_TOKENS"))

@@ -30,7 +30,7 @@ from rag.types import Answer
 ROOT = Path(__file__).resolve().parents[1]
 QUESTIONS = (
     "When does the nightly Tidepool backup run?",
-    "Tidepool 一个账号可以在几台设备上登录？",
+    "一个账号可以在几台设备上登录？",
 )
 
 

@@ -144,11 +144,14 @@ def test_prompt_cut_detection() -> None:
 # -- end to end, against the bundled server --------------------------------------------------
 
 from collections.abc import Iterator  # noqa: E402
+from typing import Any  # noqa: E402
 
 from readpath import indexed_settings, requests_to  # noqa: E402
 
 from rag.answer import SYSTEM_PROMPT, ask, ask_stream  # noqa: E402
 from rag.retrieve import Retriever  # noqa: E402
+from rag.server.engine import Generation  # noqa: E402
+from rag.server.hash_engine import HashEngine  # noqa: E402
 
 
 @pytest.fixture
@@ -222,3 +225,18 @@ def test_warns_when_the_server_cut_the_prompt(ollama_server, retriever: Retrieve
     assert any("cut the prompt" in r.getMessage() for r in caplog.records)
     body = requests_to(ollama_server, "/api/chat")[-1]
     assert body["options"]["num_ctx"] == 512
+
+
+class _SilentEngine(HashEngine):
+    """A chat model that answers nothing (tiny models sometimes do)."""
+
+    def chat(self, model: str, messages: list[dict[str, Any]], options: dict[str, Any]) -> Generation:
+        return Generation(pieces=iter(()), prompt_tokens=10)
+
+
+def test_an_empty_model_answer_is_flagged(ollama_server_factory, tmp_path) -> None:
+    server = ollama_server_factory(engine=_SilentEngine())
+    with Retriever.open(indexed_settings(server, tmp_path)) as opened:
+        answer = ask(opened, "How long is the dishwasher warranty?")
+    assert answer.answer == "" and answer.citations == [] and answer.contexts
+    assert any("empty answer" in w and "--model" in w for w in answer.warnings)
