@@ -12,6 +12,7 @@
     │   └── OllamaResponseError   any other HTTP error status; carries ``status``
     ├── IndexMismatch             the index was built with other settings (model, dims, prefixes, chunking)
     ├── StoreError                Chroma failed (locked, corrupt, missing)
+    │   └── IndexLocked           another process is writing the collection; carries ``pid``, ``host``, ``since``
     └── LoadError                 one file cannot be read; the indexer turns it into a skip reason
 
 Every SDK, httpx and Chroma exception is mapped to one of these at exactly one seam
@@ -87,3 +88,14 @@ class StoreError(RagError):
 
 class LoadError(RagError):
     """A file could not be loaded; the message is the skip reason."""
+
+
+class IndexLocked(StoreError):
+    """Another process holds the collection's writer lock (exit 5)."""
+
+    def __init__(self, message: str, *, collection: str = "", pid: int = 0, host: str = "", since: str = "") -> None:
+        super().__init__(message)
+        self.collection = collection
+        self.pid = pid
+        self.host = host
+        self.since = since
