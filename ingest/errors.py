@@ -12,7 +12,9 @@
     │   └── OllamaResponseError   any other HTTP error status; carries ``status``
     ├── IndexMismatch             the index was built with other settings (model, dims, prefixes, chunking)
     ├── StoreError                Chroma failed (locked, corrupt, missing)
-    │   └── IndexLocked           another process is writing the collection; carries ``pid``, ``host``, ``since``
+    │   ├── IndexLocked           another process is writing the collection; carries ``pid``, ``host``, ``since``
+    │   ├── CollectionNotFound    no such collection (from Chroma's NotFoundError)
+    │   └── StoreUnreachable      the Chroma server does not answer (exit 3, like an unreachable Ollama)
     └── LoadError                 one file cannot be read; the indexer turns it into a skip reason
 
 Every SDK, httpx and Chroma exception is mapped to one of these at exactly one seam
@@ -99,3 +101,11 @@ class IndexLocked(StoreError):
         self.pid = pid
         self.host = host
         self.since = since
+
+
+class CollectionNotFound(StoreError):
+    """The collection does not exist (yet)."""
+
+
+class StoreUnreachable(StoreError):
+    """The Chroma server does not answer."""
