@@ -18,6 +18,8 @@ DEFAULT_CHUNK_TOKENS = 400
 DEFAULT_CHUNK_OVERLAP = 60  # 15%: a sentence cut at a boundary is still whole in one neighbour
 DEFAULT_BATCH_SIZE = 32  # Ollama notes: batches above ~16-32 drift; 32 keeps HTTP overhead low
 DEFAULT_MAX_FILE_BYTES = 50 * 1024 * 1024
+DEFAULT_LOCK_WAIT = 5.0
+DEFAULT_PARALLEL = 2  # Ollama serves OLLAMA_NUM_PARALLEL requests at once; 2 keeps it busy while we write
 
 @dataclass(frozen=True)
 class IndexSettings:
@@ -35,6 +37,12 @@ class IndexSettings:
     max_file_bytes: int = DEFAULT_MAX_FILE_BYTES
     include_hidden: bool = False
     timeouts: Timeouts = field(default_factory=Timeouts)
+    # A Chroma server (`chroma run`) instead of the embedded store in ``db``; ``db`` is then a local cache.
+    chroma_url: str | None = None
+    chroma_token: str | None = None  # sent as Chroma's X-Chroma-Token header
+    lock_wait: float = DEFAULT_LOCK_WAIT  # seconds a second writer waits for the collection's lock
+    parallel: int = DEFAULT_PARALLEL  # embedding requests in flight (per Ollama host)
+    workers: int = 0  # processes that parse and chunk files; 0 = one per core
 
     @classmethod
     def resolve(
@@ -54,6 +62,8 @@ class IndexSettings:
             "collection": collection or env.get("RAG_COLLECTION") or DEFAULT_COLLECTION,
             "embed_model": embed_model or env.get("RAG_EMBED_MODEL") or DEFAULT_EMBED_MODEL,
             "timeouts": Timeouts.from_env(),
+            "chroma_url": env.get("RAG_CHROMA_URL") or None,
+            "chroma_token": env.get("RAG_CHROMA_TOKEN") or None,
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)  # type: ignore[arg-type]
