@@ -1,35 +1,51 @@
 """Keep a collection in sync with a folder: embed new and changed files, drop deleted ones.
 
-Files stream through the pipeline one at a time; chunks wait in a small buffer only until a batch
-is full. After each batch is stored, the manifest is saved, so an interrupted run loses nothing
-and the next run redoes only what was not yet recorded (chunk ids are deterministic, so redoing
-is an idempotent upsert).
+The pipeline has three stages joined by bounded queues, so memory stays flat and the slowest stage
+sets the pace: files are hashed, parsed and chunked in a process pool (all cores), groups of chunks
+are embedded with up to ``parallel`` requests in flight, and one writer (this thread) stores them.
+
+Each group is committed in the order that survives a crash at any moment (`ingest.state`):
+chunks into Chroma, then the file records and postings in one SQLite transaction, then the replaced
+chunks out of Chroma. Before every commit the writer checks that it still holds the collection's
+lock (`ingest.lock`). At the start of a run, the cheap consistency check (counts) repairs what a
+crash or a damaged store left: orphan chunks are deleted, files whose chunks went missing are
+re-embedded.
 """
 
 from __future__ import annotations
 
+import concurrent.futures as cf
+import json
+import multiprocessing
+import os
+import socket
 import time
-from collections import defaultdict
-from collections.abc import Callable
+from collections import defaultdict, deque
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from ingest.chunking import chunk_document
 from ingest.config import IndexSettings
 from ingest.embedder import Embedder, max_chunk_tokens
-from ingest.errors import ConfigError, IndexMismatch, LoadError
-from ingest.lexical import LexicalIndex, lexical_path
-from ingest.loaders import load
-from ingest.manifest import FileEntry, Manifest, file_sha256, manifest_path
+from ingest.errors import ConfigError, IndexMismatch, LoadError, RagError, StoreError
+from ingest.lock import WriterLock, lock_name
 from ingest.records import Chunk, IndexReport, Skip
-from ingest.store import Store
+from ingest.state import FileRecord, IndexState, file_sha256, state_path
+from ingest.store import Store, destroy_embedded
 from ingest.walk import discover
 
 TOKENIZER = "cl100k_base"
 # Chunks wait for the embedder in groups of this many batches: big enough to fill batches
 # across many small files, small enough that memory stays flat.
 BUFFER_BATCHES = 4
+# Below this many files to load, a process pool costs more to start than it saves.
+POOL_MIN_FILES = 32
+LEGACY_MANIFEST = ".manifest.json"
+LEGACY_LEXICAL = ".lexical.sqlite"
 
 
 @dataclass(frozen=True)
@@ -46,20 +62,82 @@ class Progress:
 ProgressFn = Callable[[Progress], None]
 
 
-@dataclass
-class _Pending:
-    """Files loaded and chunked, waiting for their embeddings."""
+@dataclass(frozen=True)
+class LoadJob:
+    """One file to hash, and if changed, load and chunk (runs in a worker process)."""
 
-    files: list[tuple[str, FileEntry, list[Chunk], FileEntry | None]] = field(default_factory=list)
-    chunks: int = 0
+    path: str
+    root: str
+    rel: str
+    old_sha: str
+    chunk_tokens: int
+    chunk_overlap: int
+
+
+@dataclass
+class Loaded:
+    """What a worker made of one file."""
+
+    rel: str
+    sha256: str = ""
+    size: int = -1
+    mtime: float = -1.0
+    chunks: list[Chunk] | None = None  # None: same content as recorded (only touched)
+    warnings: list[Skip] = field(default_factory=list)
+    skipped: str | None = None
+
+
+@dataclass
+class _Group:
+    """Whole files whose chunks are embedded and committed together."""
+
+    files: list[Loaded] = field(default_factory=list)
+    chunks: list[Chunk] = field(default_factory=list)
+
+
+def load_file(job: LoadJob) -> Loaded:
+    """Hash, load and chunk one file. Never raises: any failure becomes ``skipped`` (one line)."""
+    out = Loaded(job.rel)
+    try:
+        stat = os.stat(job.path)
+        out.size, out.mtime = stat.st_size, stat.st_mtime
+        out.sha256 = file_sha256(Path(job.path))
+        if job.old_sha and out.sha256 == job.old_sha:
+            return out  # touched, not changed
+        loaded = load(Path(job.path), Path(job.root))
+        out.warnings = list(loaded.warnings)
+        chunks = [
+            c
+            for doc in loaded.documents
+            for c in chunk_document(doc, chunk_tokens=job.chunk_tokens, chunk_overlap=job.chunk_overlap)
+        ]
+        if not chunks:
+            out.skipped = "no text to index"
+        out.chunks = chunks
+    except LoadError as exc:
+        out.skipped = str(exc)
+    except OSError as exc:
+        out.skipped = f"unreadable: {exc.strerror or exc}"
+    except Exception as exc:  # noqa: BLE001 - one bad file must never stop the run
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        out.skipped = f"{type(exc).__name__}: {first}" if first else type(exc).__name__
+    return out
+
+
+def load(path: Path, root: Path) -> Any:
+    """The loader, imported late so worker processes pay for it once."""
+    from ingest.loaders import load as _load
+
+    return _load(path, root)
 
 
 def wanted_fingerprint(settings: IndexSettings, embedder: Embedder) -> dict[str, Any]:
-    """The fingerprint these settings would write (dimension and endpoint come from the server)."""
+    """The fingerprint these settings would write (the dimension comes from the server)."""
     return {
         "embed_model": embedder.model,
         "document_prefix": embedder.document_prefix,
         "query_prefix": embedder.query_prefix,
+        "normalized": True,
         "chunk_tokens": settings.chunk_tokens,
         "chunk_overlap": settings.chunk_overlap,
         "tokenizer": TOKENIZER,
@@ -71,70 +149,112 @@ def embedding_text(chunk: Chunk) -> str:
     return f"{chunk.heading}\n\n{chunk.text}" if chunk.heading else chunk.text
 
 
-def reset_index(settings: IndexSettings) -> None:
-    """Delete the collection, its manifest and its lexical index (for --rebuild)."""
-    if settings.db.exists():
-        try:
-            Store.open(settings.db, settings.collection).drop()
-        except Exception:  # nothing to drop
+def cache_dir(settings: IndexSettings) -> Path:
+    """Where the state file lives: beside the embedded store, or a per-server cache folder in ``db``."""
+    if not settings.chroma_url:
+        return settings.db
+    safe = "".join(ch if ch.isalnum() else "_" for ch in settings.chroma_url.split("://", 1)[-1]).strip("_")
+    return settings.db / "servers" / safe
+
+
+def open_store(settings: IndexSettings, *, create: bool = False) -> Store:
+    return Store.open(settings.db, settings.collection, create=create, chroma_url=settings.chroma_url,
+                      chroma_token=settings.chroma_token)
+
+
+def reset_index(settings: IndexSettings, store: Store | None = None) -> list[Skip]:
+    """Delete the collection and its state (for --rebuild). Works even when Chroma cannot open the store:
+    then Chroma's files are removed from ``db`` (embedded mode only). Returns warnings."""
+    warnings: list[Skip] = []
+    try:
+        (store or open_store(settings)).drop()
+    except StoreError as exc:
+        if settings.chroma_url or "no collection" in str(exc).lower() or not settings.db.exists():
             pass
-    manifest_path(settings.db, settings.collection).unlink(missing_ok=True)
-    lexical_path(settings.db, settings.collection).unlink(missing_ok=True)
+        else:
+            destroy_embedded(settings.db)
+            warnings.append(Skip(str(settings.db), "Chroma could not open the store; its files were removed"))
+    folder = cache_dir(settings)
+    for path in (state_path(folder, settings.collection),
+                 folder / f"{settings.collection}{LEGACY_MANIFEST}", folder / f"{settings.collection}{LEGACY_LEXICAL}"):
+        for suffix in ("", "-wal", "-shm"):
+            Path(str(path) + suffix).unlink(missing_ok=True)
+    return warnings
+
+
+def root_label(root: Path) -> str:
+    """The indexed folder as stored: "host:/abs/path", so two machines sharing a server can tell."""
+    return f"{socket.gethostname()}:{root}"
 
 
 class Indexer:
     """One sync run of a folder into a collection."""
 
-    def __init__(self, root: Path, settings: IndexSettings, progress: ProgressFn | None = None) -> None:
+    def __init__(self, root: Path, settings: IndexSettings, progress: ProgressFn | None = None,
+                 *, store: Store | None = None) -> None:
         self.root = root
         self.settings = settings
         self.progress = progress
         self.report = IndexReport()
-        self.store = Store.open(settings.db, settings.collection, create=True)
-        self.lexical = LexicalIndex.open(settings.db, settings.collection)
-        self.manifest = Manifest.load(settings.db, settings.collection)
+        self.store = store or open_store(settings, create=True)
+        self.state = IndexState.open(cache_dir(settings), settings.collection)
         self.embedder = Embedder(settings)
-        self.pending = _Pending()
+        self.lock = WriterLock(self.store, wait=settings.lock_wait)
         self._chunk_limits: tuple[int, int] | None = None
         self._fingerprinted = False
         self._started = time.monotonic()
+        self._done = 0
+        self._total = 0
+        self._chunks_seen = 0
 
     def run(self) -> IndexReport:
         """Sync the folder; return what changed."""
         try:
-            return self._run()
+            with self.lock:
+                self.report.warnings.extend(Skip(self.store.name, w) for w in self.lock.warnings)
+                return self._run()
         finally:
             self.embedder.close()
-            self.lexical.close()
+            self.state.close()
+
+    # -- the run -------------------------------------------------------------------------------
 
     def _run(self) -> IndexReport:
         self._check_root()
         self.store.check_fingerprint(wanted_fingerprint(self.settings, self.embedder))
-        if self.lexical.outdated or (self.lexical.count() == 0 and self.store.count() > 0):
-            self._rebuild_lexical()  # older term rules, or the file was deleted
-        self._recover_lost_manifest()
-        self.manifest.root = str(self.root)
-        files: list[Path] = []
-        kept: set[str] = set()  # sources whose old chunks stay even though not re-read
+        self._sync_state_with_store()
+        self._check_consistency()
+        records = self.state.files()
+        jobs: list[LoadJob] = []
+        touched: list[FileRecord] = []
+        seen: set[str] = set()
         for item in discover(
             self.root, include_hidden=self.settings.include_hidden, max_file_bytes=self.settings.max_file_bytes
         ):
             if isinstance(item, Skip):
                 self.report.skipped.append(item)
-                kept.add(item.path)
-            else:
-                files.append(item)
-        seen: set[str] = set(kept)
-        for done, path in enumerate(files, 1):
-            rel = path.relative_to(self.root).as_posix()
+                seen.add(item.path)  # its old chunks stay: nothing indexed is lost
+                continue
+            rel = item.relative_to(self.root).as_posix()
             seen.add(rel)
-            self._visit(path, rel)
-            if self.pending.chunks >= self.settings.batch_size * BUFFER_BATCHES:
-                self._flush()
-            self._tick(done, len(files), rel)
-        self._flush()
-        self._remove_missing(seen)
-        self.manifest.save()
+            old = records.get(rel)
+            try:
+                st = item.stat()
+            except OSError as exc:
+                self.report.skipped.append(Skip(rel, f"unreadable: {exc.strerror or exc}"))
+                continue
+            if old and old.skipped is None and old.size == st.st_size and old.mtime == st.st_mtime:
+                self.report.unchanged.append(rel)
+                continue
+            jobs.append(LoadJob(str(item), str(self.root), rel, old.sha256 if old else "", 0, 0))
+        self._total = len(self.report.unchanged) + len(jobs)
+        self._done = len(self.report.unchanged)
+        if jobs:
+            size, overlap = self._chunk_sizes()
+            jobs = [LoadJob(j.path, j.root, j.rel, j.old_sha, size, overlap) for j in jobs]
+            self._pipeline(jobs, records, touched)
+        self._remove_missing(records, seen)
+        self._finish()
         self.report.embed_requests = self.embedder.requests
         self.report.seconds = time.monotonic() - self._started
         return self.report
@@ -142,67 +262,73 @@ class Indexer:
     def _check_root(self) -> None:
         if not self.root.is_dir():
             raise ConfigError(f"{self.root} is not a folder — pass the folder of documents to index")
-        if self.manifest.root and self.manifest.root != str(self.root) and self.manifest.files:
+        stored = self.store.root()
+        mine = root_label(self.root)
+        host = mine.split(":", 1)[0]
+        # On a shared server another machine indexes its own copy of the folder; on this machine,
+        # another folder into the same collection would mix two document sets.
+        if stored and stored != mine and stored.split(":", 1)[0] == host and self.store.count() > 0:
             raise IndexMismatch(
-                f"collection '{self.settings.collection}' in {self.settings.db} indexes {self.manifest.root}, "
+                f"collection '{self.settings.collection}' in {self.store.where} indexes {stored.split(':', 1)[1]}, "
                 f"not {self.root} — use another --collection, or --rebuild to replace it"
             )
+        self.store.set_root(mine)
 
-    def _recover_lost_manifest(self) -> None:
-        """Chunks without a manifest (it was deleted): adopt them so stale ones get cleaned up."""
-        if self.manifest.files or self.store.count() == 0:
+    def _sync_state_with_store(self) -> None:
+        """The state file is missing, outdated, from an older version, or behind the store (another
+        writer, or a crash before the generation was recorded): rebuild it from the store."""
+        legacy = cache_dir(self.settings) / f"{self.settings.collection}{LEGACY_MANIFEST}"
+        store_gen = self.store.generation()
+        state_gen = int(self.state.get_meta("generation", "0") or 0)
+        stale = self.state.lexical.outdated or state_gen != store_gen or legacy.exists()
+        if not stale:
             return
-        by_source: dict[str, list[str]] = defaultdict(list)
-        for chunk_id, meta in self.store.iter_metadata():
-            by_source[str(meta.get("source", ""))].append(chunk_id)
-        for source, ids in by_source.items():
-            self.manifest.files[source] = FileEntry("", -1, -1.0, tuple(ids))
+        if self.store.count() == 0 and self.state.chunk_count() == 0 and not legacy.exists():
+            self.state.begin()
+            self.state.set_meta("generation", str(store_gen))
+            self.state.commit()
+            self.state.lexical.outdated = False
+            return
+        n = rebuild_state(self.state, self.store, store_gen)
+        if legacy.exists():
+            _apply_legacy_manifest(self.state, legacy)
+            legacy.unlink(missing_ok=True)
+            (cache_dir(self.settings) / f"{self.settings.collection}{LEGACY_LEXICAL}").unlink(missing_ok=True)
+        self.report.warnings.append(Skip(self.state.path.name if self.state.path else "state",
+                                         f"rebuilt the index state from {n} stored chunks"))
 
-    def _rebuild_lexical(self, batch: int = 500) -> None:
-        """The lexical index is outdated or missing: re-add every stored chunk's text.
-
-        Chroma holds each chunk's text, source and kind, so nothing is re-read or re-embedded.
-        """
-        self.lexical.reset()
-        ids = [chunk_id for chunk_id, _ in self.store.iter_metadata()]
-        for start in range(0, len(ids), batch):
-            self.lexical.add(self.store.get(ids[start : start + batch]))
-        self.lexical.commit()
-        self.report.warnings.append(
-            Skip(lexical_path(self.settings.db, self.settings.collection).name,
-                 f"rebuilt the lexical index from {len(ids)} stored chunks")
-        )
-
-    def _visit(self, path: Path, rel: str) -> None:
-        old = self.manifest.files.get(rel)
-        try:
-            stat = path.stat()
-            if old and old.size == stat.st_size and old.mtime == stat.st_mtime:
-                self.report.unchanged.append(rel)
-                return
-            digest = file_sha256(path)
-        except OSError as exc:
-            self.report.skipped.append(Skip(rel, f"unreadable: {exc.strerror or exc}"))
+    def _check_consistency(self) -> None:
+        """The cheap check of every run: replay the trash, then compare counts; repair on a mismatch."""
+        trash = self.state.trash()
+        if trash:
+            self.store.delete(trash)
+            self.state.begin()
+            self.state.clear_trash(trash)
+            self.state.commit()
+        if self.store.count() == self.state.chunk_count() == self.state.recorded_chunks():
             return
-        if old and old.sha256 == digest:  # touched, not changed
-            self.manifest.files[rel] = FileEntry(digest, stat.st_size, stat.st_mtime, old.chunk_ids)
-            self.report.unchanged.append(rel)
-            return
-        try:
-            loaded = load(path, self.root)
-        except LoadError as exc:
-            # A file that broke keeps its old chunks: nothing already indexed is lost.
-            self.report.skipped.append(Skip(rel, str(exc)))
-            return
-        self.report.warnings.extend(loaded.warnings)
-        size, overlap = self._chunk_sizes()
-        chunks = [c for doc in loaded.documents for c in chunk_document(doc, chunk_tokens=size, chunk_overlap=overlap)]
-        if not chunks:
-            self.report.skipped.append(Skip(rel, "no text to index"))
-            return
-        entry = FileEntry(digest, stat.st_size, stat.st_mtime, tuple(c.id for c in chunks))
-        self.pending.files.append((rel, entry, chunks, old))
-        self.pending.chunks += len(chunks)
+        stored = set(self.store.iter_ids())
+        owned: dict[str, str] = dict(self.state.iter_docs())
+        orphans = sorted(stored - owned.keys())
+        missing = sorted(owned.keys() - stored)
+        if orphans:  # chunks of a batch that never committed
+            self.store.delete(orphans)
+        counts: dict[str, int] = defaultdict(int)
+        for source in owned.values():
+            counts[source] += 1
+        records = self.state.files()
+        broken = {owned[i] for i in missing}
+        broken |= {s for s, r in records.items() if r.chunks != counts.get(s, 0) and r.skipped is None}
+        if broken:
+            self.state.begin()
+            self.state.drop_chunks(missing)
+            self.state.forget_version(sorted(broken))
+            self.state.commit()
+            self.report.warnings.append(Skip(
+                self.store.name,
+                f"{len(missing)} chunks of {len(broken)} files were missing from the store "
+                f"({self.store.where}); re-embedding those files",
+            ))
 
     def _chunk_sizes(self) -> tuple[int, int]:
         """Chunk size clamped to the embedding model's window (asked once, only when there is work)."""
@@ -214,30 +340,133 @@ class Indexer:
             self._chunk_limits = (size, min(self.settings.chunk_overlap, size // 3))
         return self._chunk_limits
 
-    def _flush(self) -> None:
-        if not self.pending.files:
+    # -- the pipeline --------------------------------------------------------------------------
+
+    def _loaded(self, jobs: list[LoadJob]) -> Iterator[Loaded]:
+        """Load results in job order; a process pool when there are enough files to pay for it."""
+        workers = self.settings.workers or (os.cpu_count() or 1)
+        if len(jobs) < POOL_MIN_FILES or workers <= 1:
+            for job in jobs:
+                yield load_file(job)
             return
-        chunks = [c for _, _, file_chunks, _ in self.pending.files for c in file_chunks]
-        vectors = self.embedder.embed_documents([embedding_text(c) for c in chunks])
+        # spawn: this process has threads (Chroma, the lock heartbeat), which fork does not copy safely.
+        ctx = multiprocessing.get_context("spawn")
+        with cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+            window: deque[cf.Future[Loaded]] = deque()
+            it = iter(jobs)
+            for job in it:
+                window.append(pool.submit(load_file, job))
+                if len(window) >= workers * 4:
+                    break
+            for job in it:
+                yield window.popleft().result()
+                window.append(pool.submit(load_file, job))
+            while window:
+                yield window.popleft().result()
+
+    def _pipeline(self, jobs: list[LoadJob], records: dict[str, FileRecord], touched: list[FileRecord]) -> None:
+        limit = self.settings.batch_size * BUFFER_BATCHES
+        parallel = max(1, self.settings.parallel)
+        group = _Group()
+        inflight: deque[tuple[_Group, cf.Future[np.ndarray]]] = deque()
+        with cf.ThreadPoolExecutor(max_workers=parallel, thread_name_prefix="rag-embed") as embedders:
+
+            def submit(g: _Group) -> None:
+                texts = [embedding_text(c) for c in g.chunks]
+                inflight.append((g, embedders.submit(self.embedder.embed_documents, texts)))
+                while len(inflight) > parallel:
+                    self._write(*self._next(inflight), records)
+
+            for loaded in self._loaded(jobs):
+                self._done += 1
+                self.report.warnings.extend(loaded.warnings)
+                old = records.get(loaded.rel)
+                if loaded.skipped is not None:
+                    self.report.skipped.append(Skip(loaded.rel, loaded.skipped))
+                    self._tick(loaded.rel)
+                    if loaded.skipped != "no text to index" or old is not None:
+                        self.state.begin()
+                        self.state.mark_skipped(loaded.rel, loaded.skipped)
+                        self.state.commit()
+                    continue
+                if loaded.chunks is None:  # same bytes, new mtime
+                    assert old is not None
+                    touched.append(FileRecord(loaded.rel, loaded.sha256, loaded.size, loaded.mtime, old.chunks))
+                    self.report.unchanged.append(loaded.rel)
+                    self._tick(loaded.rel)
+                    continue
+                group.files.append(loaded)
+                group.chunks.extend(loaded.chunks)
+                self._chunks_seen += len(loaded.chunks)
+                self._tick(loaded.rel)
+                if len(group.chunks) >= limit:
+                    submit(group)
+                    group = _Group()
+            if group.files:
+                submit(group)
+            while inflight:
+                self._write(*self._next(inflight), records)
+        if touched:
+            self.state.begin()
+            for record in touched:
+                self.state.touch_file(record)
+            self.state.commit()
+
+    @staticmethod
+    def _next(inflight: deque[tuple[_Group, cf.Future[np.ndarray]]]) -> tuple[_Group, np.ndarray]:
+        g, future = inflight.popleft()
+        try:
+            return g, future.result()
+        except BaseException:
+            for _, other in inflight:
+                other.cancel()
+            raise
+
+    def _write(self, group: _Group, vectors: np.ndarray, records: dict[str, FileRecord]) -> None:
+        """Commit one group: chunks, then records + postings (one transaction), then the replaced chunks."""
+        self.lock.check()
         self._fingerprint_once(int(vectors.shape[1]))
-        self.store.add(chunks, vectors)
-        self.lexical.add(chunks)
-        for rel, entry, _, old in self.pending.files:
-            if old:
-                stale = sorted(set(old.chunk_ids) - set(entry.chunk_ids))
-                self.store.delete(stale)
-                self.lexical.delete(stale)
-                self.report.updated.append(rel)
-            else:
-                self.report.added.append(rel)
-            self.manifest.files[rel] = entry
-        self.report.chunks += len(chunks)
-        self.lexical.commit()
-        self.manifest.save()
-        self.pending = _Pending()
+        file_meta = {
+            f.rel: {"file_sha256": f.sha256, "file_size": f.size, "file_mtime": f.mtime} for f in group.files
+        }
+        self.store.add(group.chunks, vectors, file_meta)
+        _crash_point("after_store_add")
+        stale: list[str] = []
+        self.state.begin()
+        try:
+            for f in group.files:
+                assert f.chunks is not None
+                stale += self.state.put_file(FileRecord(f.rel, f.sha256, f.size, f.mtime, len(f.chunks)), f.chunks)
+            self.state.commit()
+        except BaseException:
+            self.state.rollback()
+            raise
+        _crash_point("after_state_commit")
+        for f in group.files:
+            old = records.get(f.rel)
+            (self.report.updated if old is not None and old.chunks > 0 else self.report.added).append(f.rel)
+        self.report.chunks += len(group.chunks)
+        self._drop(stale)
+        self._publish()
+
+    def _drop(self, ids: list[str]) -> None:
+        """Delete replaced chunks from the store, then from the trash (a crash between is replayed)."""
+        if not ids:
+            return
+        self.store.delete(ids)
+        self.state.begin()
+        self.state.clear_trash(ids)
+        self.state.commit()
+
+    def _publish(self) -> None:
+        """Tell other clients of the store that committed state changed."""
+        generation = self.store.bump_generation()
+        self.state.begin()
+        self.state.set_meta("generation", str(generation))
+        self.state.commit()
 
     def _fingerprint_once(self, dimension: int) -> None:
-        """Check and record the full fingerprint at the first flush (dimension and endpoint are known now)."""
+        """Check and record the full fingerprint at the first write (the dimension is known now)."""
         if self._fingerprinted:
             return
         self._fingerprinted = True
@@ -247,18 +476,89 @@ class Indexer:
         if self.store.fingerprint() != wanted:
             self.store.set_fingerprint(wanted)
 
-    def _remove_missing(self, seen: set[str]) -> None:
-        for rel in sorted(set(self.manifest.files) - seen):
-            ids = list(self.manifest.files.pop(rel).chunk_ids)
-            self.store.delete(ids)
-            self.lexical.delete(ids)
-            self.report.removed.append(rel)
-        self.lexical.commit()
+    def _remove_missing(self, records: dict[str, FileRecord], seen: set[str]) -> None:
+        gone = sorted(set(records) - seen)
+        if not gone:
+            return
+        self.lock.check()
+        stale: list[str] = []
+        self.state.begin()
+        for rel in gone:
+            stale += self.state.remove_file(rel)
+            if records[rel].chunks > 0:
+                self.report.removed.append(rel)
+        self.state.commit()
+        self._drop(stale)
+        self._publish()
 
-    def _tick(self, done: int, total: int, current: str) -> None:
+    def _finish(self) -> None:
+        """Record this run's skips for `rag status`, and clear the skips of files that loaded."""
+        self.state.begin()
+        self.state.set_meta("root", str(self.root))
+        self.state.set_meta("last_run", json.dumps({"skipped": [[s.path, s.reason] for s in self.report.skipped]},
+                                                   ensure_ascii=False))
+        self.state.commit()
+
+    def _tick(self, current: str) -> None:
         if self.progress:
-            chunks = self.report.chunks + self.pending.chunks
-            self.progress(Progress(done, total, chunks, current, time.monotonic() - self._started))
+            self.progress(Progress(self._done, self._total, self._chunks_seen, current,
+                                   time.monotonic() - self._started))
+
+
+def rebuild_state(state: IndexState, store: Store, generation: int, batch: int = 1000) -> int:
+    """Rebuild the file records and postings from the store alone (chunk texts and their metadata)."""
+    files: dict[str, dict[str, Any]] = {}
+    counts: dict[str, int] = defaultdict(int)
+    n = 0
+    state.begin()
+    try:
+        state.reset()
+        for rows in store.iter_chunks(batch):
+            state.lexical.add([row for row, _ in rows])
+            n += len(rows)
+            for row, meta in rows:
+                counts[row.source] += 1
+                files.setdefault(row.source, meta)
+        for source, meta in files.items():
+            state.touch_file(FileRecord(
+                source, str(meta.get("file_sha256", "")), int(meta.get("file_size", -1)),
+                float(meta.get("file_mtime", -1.0)), counts[source],
+            ))
+        state.set_meta("generation", str(generation))
+        state.commit()
+    except BaseException:
+        state.rollback()
+        raise
+    return n
+
+
+def _apply_legacy_manifest(state: IndexState, path: Path) -> None:
+    """Carry sha256/size/mtime over from a v0.1 JSON manifest, so an upgrade re-embeds nothing.
+    A manifest of the wrong shape is ignored: the files are then re-hashed once."""
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+        entries = raw["files"]
+        if not isinstance(entries, dict):
+            return
+    except (OSError, ValueError, KeyError, TypeError):
+        return
+    records = state.files()
+    state.begin()
+    for source, e in entries.items():
+        r = records.get(source)
+        if r is None or not isinstance(e, dict):
+            continue
+        try:
+            state.touch_file(FileRecord(source, str(e["sha256"]), int(e["size"]), float(e["mtime"]), r.chunks))
+        except (KeyError, TypeError, ValueError):
+            continue
+    state.commit()
+
+
+def _crash_point(name: str) -> None:
+    """Tests kill the process here (RAG_TEST_CRASH_AT=name) to prove each commit step is recoverable."""
+    if os.environ.get("RAG_TEST_CRASH_AT") == name:
+        os._exit(137)
 
 
 def index_folder(
@@ -266,6 +566,34 @@ def index_folder(
 ) -> IndexReport:
     """Sync ``root`` into the collection named by ``settings``; ``rebuild`` starts from empty."""
     root = Path(root).expanduser().resolve()
+    warnings: list[Skip] = []
     if rebuild:
-        reset_index(settings)
-    return Indexer(root, settings, progress).run()
+        warnings = _rebuild(settings)
+    report = Indexer(root, settings, progress).run()
+    report.warnings[:0] = warnings
+    return report
+
+
+def _rebuild(settings: IndexSettings) -> list[Skip]:
+    """--rebuild under the writer lock (so it cannot pull the collection from under a running writer)."""
+    try:
+        store = open_store(settings)
+    except RagError as exc:
+        if settings.chroma_url and not isinstance(exc, StoreError):
+            raise
+        return reset_index(settings)
+    with WriterLock(store, wait=settings.lock_wait):
+        return reset_index(settings, store)
+
+
+def sync_cache(settings: IndexSettings, store: Store) -> IndexState:
+    """A reader's state for a Chroma server: this machine's cache, rebuilt from the server's chunks when
+    another client has committed since (the store's generation moved). While a writer holds the lock
+    a non-empty cache is used as is: a consistent, slightly older view beats rebuilding mid-run."""
+    state = IndexState.open(cache_dir(settings), settings.collection)
+    generation = store.generation()
+    if int(state.get_meta("generation", "0") or 0) != generation or state.lexical.outdated:
+        writing = store.read_marker(lock_name(store.name)) is not None
+        if not writing or state.chunk_count() == 0:
+            rebuild_state(state, store, generation)
+    return state

@@ -1,4 +1,4 @@
-"""BM25 over chunk text, kept in SQLite beside the Chroma store (``<db>/<collection>.lexical.sqlite``).
+"""BM25 over chunk text, kept in the index state file beside the Chroma store (`ingest.state`).
 
 Terms are lowercase words reduced to their English Snowball stem ("studies" -> "studi", "statins"
 -> "statin"), and Han text as overlapping character bigrams (a single Han character standing alone
@@ -8,12 +8,12 @@ token per run of Han characters would only ever match the whole run. Stemming le
 match "vitamins"; on NFCorpus it raised BM25 nDCG@10 (bench/results/eval.md).
 
 The term rules are versioned (`TERMS_VERSION`, kept in the file's ``PRAGMA user_version``): postings
-written under other rules would not match today's query terms, so `LexicalIndex.open` reports such
-a file as `outdated` and the indexer rebuilds it from the chunk texts stored in Chroma.
+written under other rules would not match today's query terms, so `IndexState.open` marks
+the postings as `outdated` and the indexer rebuilds them from the chunk texts stored in Chroma.
 
 The tables hold postings (term, chunk id, term frequency), per-chunk lengths, source and kind, and
 the corpus totals N and the summed length, so a search reads only the postings of its query terms.
-The indexer keeps this in sync with Chroma by the same manifest rules (add / delete / reset).
+The postings live in the same transaction as the file records, so the two never disagree.
 """
 
 from __future__ import annotations
@@ -97,57 +97,40 @@ def terms(text: str) -> list[str]:
 
 
 def lexical_path(db: Path, collection: str) -> Path:
-    """Where the lexical index of ``collection`` lives."""
-    return Path(db) / f"{collection}.lexical.sqlite"
+    """The file that holds the postings: the collection's state file."""
+    from ingest.state import state_path
 
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS docs (id TEXT PRIMARY KEY, source TEXT NOT NULL, kind TEXT NOT NULL,
-                                 length INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS postings (term TEXT NOT NULL, id TEXT NOT NULL, tf INTEGER NOT NULL,
-                                     PRIMARY KEY (term, id)) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS postings_by_id ON postings (id);
-CREATE TABLE IF NOT EXISTS stats (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
-INSERT OR IGNORE INTO stats VALUES ('n', 0), ('total_length', 0);
-"""
+    return state_path(db, collection)
 
 
 class LexicalIndex:
-    """A BM25 index of chunks in one SQLite file. Writes are batched until `commit()`."""
+    """BM25 over the ``docs``/``postings``/``stats`` tables of the index state (`ingest.state`).
+
+    It writes inside the state's transaction and never commits itself: the file records and the
+    postings of a batch become visible together.
+    """
 
     def __init__(self, conn: sqlite3.Connection, path: Path | None, *, outdated: bool = False) -> None:
         self._conn = conn
         self.path = path
-        # True when the file's postings were written under other term rules (`TERMS_VERSION`):
-        # the indexer must rebuild it (`Indexer` does, from Chroma) before its scores mean anything.
+        # True when the postings were written under other term rules (`TERMS_VERSION`):
+        # the indexer rebuilds them from the chunk texts in Chroma before their scores mean anything.
         self.outdated = outdated
 
     @classmethod
     def open(cls, db: Path, collection: str, *, create: bool = True) -> LexicalIndex:
-        """Open (or create) the index beside the store; with ``create=False`` a missing file is an empty index."""
-        path = lexical_path(db, collection)
-        try:
-            if not create and not path.exists():
-                # The read path must not create folders; an index without a lexical file just has no BM25 hits.
-                conn = sqlite3.connect(":memory:", check_same_thread=False)
-                path_or_none: Path | None = None
-            else:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                conn = sqlite3.connect(path, check_same_thread=False)
-                path_or_none = path
-            existed = conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'docs'").fetchone() is not None
-            conn.executescript(_SCHEMA)
-            if not existed:
-                conn.execute(f"PRAGMA user_version = {TERMS_VERSION}")
-            version = conn.execute("PRAGMA user_version").fetchone()[0]
-            conn.commit()
-        except sqlite3.Error as exc:
-            raise StoreError(f"cannot open the lexical index {path}: {exc} — delete it and run `rag index` again") from None
-        # A file from before versioning reads as 0, i.e. outdated.
-        return cls(conn, path_or_none, outdated=version != TERMS_VERSION)
+        """The postings in a collection's state file, on their own (for tools and tests; the indexer
+        and the read path go through `ingest.state.IndexState`)."""
+        from ingest.state import IndexState
+
+        return IndexState.open(db, collection, create=create).lexical
+
+    def commit(self) -> None:
+        """Commit writes made outside an `IndexState` transaction."""
+        if self._conn.in_transaction:
+            self._conn.commit()
 
     def close(self) -> None:
-        """Close the SQLite connection."""
         self._conn.close()
 
     def add(self, chunks: Sequence[ChunkLike]) -> None:
@@ -181,11 +164,6 @@ class LexicalIndex:
                 self._conn.execute(f"DELETE FROM docs WHERE id IN ({marks})", batch)
                 self._bump(-n, -total)
 
-    def commit(self) -> None:
-        """Make the writes so far durable."""
-        with self._errors("commit"):
-            self._conn.commit()
-
     def reset(self) -> None:
         """Drop every chunk (used when the index is rebuilt); the file then follows today's term rules."""
         with self._errors("reset"):
@@ -193,7 +171,6 @@ class LexicalIndex:
             self._conn.execute("DELETE FROM docs")
             self._conn.execute("UPDATE stats SET value = 0")
             self._conn.execute(f"PRAGMA user_version = {TERMS_VERSION}")
-            self._conn.commit()
         self.outdated = False
 
     def count(self) -> int:

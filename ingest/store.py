@@ -6,34 +6,53 @@ The fingerprint lives in the collection metadata under ``rag_*`` keys, so the in
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import numpy as np
 
-from ingest.errors import ConfigError, IndexMismatch, RagError, StoreError
+from ingest.errors import (
+    CollectionNotFound,
+    ConfigError,
+    IndexMismatch,
+    RagError,
+    StoreError,
+    StoreUnreachable,
+)
 from ingest.records import Chunk
 
+# What changes the vectors or the chunks. Not the endpoint: `/api/embed` and the legacy
+# `/api/embeddings` give the same unit vectors once normalised, so an index built through one keeps
+# working after Ollama is upgraded to the other.
 FINGERPRINT_KEYS = (
     "embed_model",
     "dimension",
     "document_prefix",
     "query_prefix",
-    "endpoint",
+    "normalized",
     "chunk_tokens",
     "chunk_overlap",
     "tokenizer",
 )
+# Chroma's HNSW graph: the defaults (M 16, ef_construction 100, ef_search 100) left 0-8 of 784 chunks
+# unreachable by their own vector after a fresh build and 31 after updates (bench/results/reliability.md).
+HNSW = {"space": "cosine", "max_neighbors": 32, "ef_construction": 200, "ef_search": 200}
+# Collection metadata keys: the fingerprint (rag_*) and the write generation readers sync to.
+GENERATION_KEY = "rag__generation"
+ROOT_KEY = "rag__root"
 # What a mismatch in each key means for the user, in the error message.
 _KEY_LABELS = {
     "embed_model": "embedding model",
     "dimension": "embedding dimension",
     "document_prefix": "document prefix",
     "query_prefix": "query prefix",
-    "endpoint": "embedding endpoint",
+    "normalized": "vector normalisation",
     "chunk_tokens": "chunk size (--chunk-tokens)",
     "chunk_overlap": "chunk overlap (--chunk-overlap)",
     "tokenizer": "tokenizer",
@@ -56,17 +75,35 @@ class StoredChunk:
     distance: float | None = None
 
 
-def _chroma_client(db: Path) -> Any:
+def _chroma_client(db: Path, chroma_url: str | None = None, token: str | None = None) -> Any:
     import chromadb
     from chromadb.config import Settings
 
     # Telemetry off: nothing about the user's documents or usage leaves the machine.
-    return chromadb.PersistentClient(
-        path=str(db), settings=Settings(anonymized_telemetry=False, allow_reset=False)
-    )
+    settings = Settings(anonymized_telemetry=False, allow_reset=False)
+    if chroma_url:
+        url = urlsplit(chroma_url)
+        if url.scheme not in ("http", "https") or not url.hostname:
+            raise ConfigError(f"Chroma URL {chroma_url!r} is invalid — use http://HOST:PORT (RAG_CHROMA_URL / --chroma)")
+        port = url.port or (443 if url.scheme == "https" else 8000)
+        headers = {"X-Chroma-Token": token} if token else None
+        return chromadb.HttpClient(host=url.hostname, port=port, ssl=url.scheme == "https", headers=headers,
+                                   settings=settings)
+    return chromadb.PersistentClient(path=str(db), settings=settings)
 
 
-def fingerprint_mismatch(stored: dict[str, Any], wanted: dict[str, Any], collection: str, db: Path) -> str:
+def chroma_files(db: Path) -> list[Path]:
+    """Chroma's own files in a --db folder (for a --rebuild Chroma itself cannot open)."""
+    db = Path(db)
+    if not db.is_dir():
+        return []
+    out = [p for p in db.glob("chroma.sqlite3*")]
+    # Segment folders are named by UUID and hold header.bin / data_level0.bin / link_lists.bin.
+    out += [p for p in db.iterdir() if p.is_dir() and re.fullmatch(r"[0-9a-f-]{36}", p.name)]
+    return out
+
+
+def fingerprint_mismatch(stored: dict[str, Any], wanted: dict[str, Any], collection: str, db: Path | str) -> str:
     """A one-line explanation of how two fingerprints differ, or "" when they agree."""
     for key in FINGERPRINT_KEYS:
         if key in wanted and wanted[key] is not None and key in stored and stored[key] != wanted[key]:
@@ -81,62 +118,100 @@ def fingerprint_mismatch(stored: dict[str, Any], wanted: dict[str, Any], collect
 
 
 class Store:
-    """One Chroma collection (cosine space) plus its fingerprint."""
+    """One Chroma collection (cosine space) plus its fingerprint, embedded or on a Chroma server."""
 
-    def __init__(self, db: Path, collection: str, client: Any, chroma_collection: Any) -> None:
+    def __init__(self, db: Path, collection: str, client: Any, chroma_collection: Any, url: str | None = None) -> None:
         self.db = db
         self.name = collection
+        self.url = url  # the Chroma server, or None for the embedded store in ``db``
         self._client = client
         self._col = chroma_collection
 
+    @property
+    def where(self) -> str:
+        """Where the collection lives, for messages."""
+        return self.url or str(self.db)
+
     @classmethod
-    def open(cls, db: Path, collection: str, *, create: bool = False) -> Store:
+    def open(
+        cls, db: Path, collection: str, *, create: bool = False, chroma_url: str | None = None,
+        chroma_token: str | None = None,
+    ) -> Store:
         """Open the collection; with ``create`` make it (and the folder) when missing."""
         db = Path(db)
-        if not _COLLECTION_NAME.match(collection):
-            raise ConfigError(
-                f"collection name {collection!r} is invalid — use 3-63 letters, digits, '.', '_' or '-'"
-            )
-        if not create and not db.exists():
+        check_collection_name(collection)
+        where = chroma_url or str(db)
+        if not chroma_url and not create and not db.exists():
             raise StoreError(f"no index at {db} — run `rag index PATH` first (or pass --db)")
         try:
-            if create:
-                db.mkdir(parents=True, exist_ok=True)
-            client = _chroma_client(db)
+            if create and not chroma_url:
+                make_private_dir(db)
+            client = _chroma_client(db, chroma_url, chroma_token)
             if create:
                 col = client.get_or_create_collection(
-                    collection, metadata={"hnsw:space": "cosine"}, embedding_function=None
+                    collection, configuration={"hnsw": dict(HNSW)}, embedding_function=None
                 )
             else:
                 col = client.get_collection(collection, embedding_function=None)
         except RagError:
             raise
-        except Exception as exc:  # chromadb raises bare ValueError/NotFoundError/sqlite errors
-            if not create and ("does not exist" in str(exc) or "NotFound" in type(exc).__name__):
-                raise StoreError(
-                    f"no collection '{collection}' in {db} — run `rag index PATH --collection {collection}`"
-                ) from None
-            raise StoreError(f"cannot open the index at {db}: {exc} — check the path, or rebuild it") from None
-        return cls(db, collection, client, col)
+        except Exception as exc:  # chromadb raises NotFoundError / ValueError / sqlite / connection errors
+            raise _translate(exc, where, collection) from None
+        if create and not chroma_url:
+            for path in chroma_files(db):
+                _chmod_private(path)
+        return cls(db, collection, client, col, chroma_url)
 
-    # -- fingerprint ---------------------------------------------------------------------------
+    # -- fingerprint and collection metadata ----------------------------------------------------
+
+    def _metadata(self) -> dict[str, Any]:
+        # Re-read: another process or machine may have written since this handle was opened.
+        col = self._guard(lambda: self._client.get_collection(self.name, embedding_function=None))
+        self._col = col
+        return dict(col.metadata or {})
 
     def fingerprint(self) -> dict[str, Any] | None:
         """The stored index fingerprint, or None for a collection not yet fingerprinted."""
         meta = self._col.metadata or {}
-        fp = {k[4:]: v for k, v in meta.items() if k.startswith("rag_")}
+        fp = {k[4:]: v for k, v in meta.items() if k.startswith("rag_") and not k.startswith("rag__")}
         return fp or None
 
     def set_fingerprint(self, fingerprint: dict[str, Any]) -> None:
-        """Record the fingerprint (values must be str/int/float/bool)."""
-        meta = {f"rag_{k}": v for k, v in fingerprint.items() if v is not None}
+        """Record the fingerprint (values must be str/int/float/bool); other keys are kept."""
+        meta = {k: v for k, v in self._metadata().items() if k.startswith("rag__")}
+        meta.update({f"rag_{k}": v for k, v in fingerprint.items() if v is not None})
+        self._modify(meta)
+
+    def generation(self) -> int:
+        """The write generation: bumped after every committed batch, so readers know when to re-sync."""
+        return int(self._metadata().get(GENERATION_KEY, 0))
+
+    def bump_generation(self) -> int:
+        meta = self._metadata()
+        meta[GENERATION_KEY] = int(meta.get(GENERATION_KEY, 0)) + 1
+        self._modify(meta)
+        return int(meta[GENERATION_KEY])
+
+    def root(self) -> str:
+        """The folder this collection indexes (as "host:path"), "" before the first run."""
+        return str(self._metadata().get(ROOT_KEY, ""))
+
+    def set_root(self, root: str) -> None:
+        meta = self._metadata()
+        if meta.get(ROOT_KEY) != root:
+            meta[ROOT_KEY] = root
+            self._modify(meta)
+
+    def _modify(self, meta: dict[str, Any]) -> None:
+        # Chroma's modify replaces the whole metadata dict; callers pass every key to keep.
+        meta.pop("hnsw:space", None)
         self._guard(lambda: self._col.modify(metadata=meta))
 
     def check_fingerprint(self, wanted: dict[str, Any]) -> None:
         """Raise IndexMismatch when the stored fingerprint disagrees with ``wanted``."""
         stored = self.fingerprint()
         if stored:
-            problem = fingerprint_mismatch(stored, wanted, self.name, self.db)
+            problem = fingerprint_mismatch(stored, wanted, self.name, self.where)
             if problem:
                 raise IndexMismatch(problem)
 
@@ -146,11 +221,21 @@ class Store:
         """Number of chunks stored."""
         return int(self._guard(self._col.count))
 
-    def add(self, chunks: Sequence[Chunk], embeddings: np.ndarray) -> None:
-        """Store (upsert) chunks with their embeddings; ids are deterministic so re-adding is safe."""
+    def max_batch(self) -> int:
+        return max(1, int(self._guard(self._client.get_max_batch_size)))
+
+    def add(
+        self, chunks: Sequence[Chunk], embeddings: np.ndarray, file_meta: dict[str, dict[str, Any]] | None = None
+    ) -> None:
+        """Store (upsert) chunks with their embeddings; ids are deterministic so re-adding is safe.
+
+        ``file_meta`` (source -> sha256/size/mtime) goes into each chunk's metadata, so that the
+        index state can be rebuilt from the store alone (a second machine reading a Chroma server).
+        """
         if not chunks:
             return
-        step = max(1, int(self._guard(self._client.get_max_batch_size)))
+        file_meta = file_meta or {}
+        step = self.max_batch()
         for i in range(0, len(chunks), step):
             part = chunks[i : i + step]
             self._guard(
@@ -158,7 +243,7 @@ class Store:
                     ids=[c.id for c in part],
                     embeddings=np.asarray(embeddings[i : i + len(part)], dtype=np.float32),
                     documents=[c.text for c in part],
-                    metadatas=[c.metadata() for c in part],
+                    metadatas=[c.metadata() | file_meta.get(c.source, {}) for c in part],
                 )
             )
 
@@ -184,6 +269,18 @@ class Store:
         return _rows(result["ids"][0], result["documents"][0], result["metadatas"][0],
                      result["embeddings"][0], result["distances"][0])
 
+    def nearest_ids(self, embeddings: np.ndarray, n: int) -> list[list[str]]:
+        """For each vector, the ids of its ``n`` nearest chunks (the reachability check)."""
+        if len(embeddings) == 0:
+            return []
+        total = self.count()
+        result = self._guard(
+            lambda: self._col.query(
+                query_embeddings=np.asarray(embeddings, dtype=np.float32), n_results=min(n, total), include=[]
+            )
+        )
+        return [list(row) for row in result["ids"]]
+
     def get(self, ids: Sequence[str], *, with_embeddings: bool = False) -> list[StoredChunk]:
         """Chunks by id, in the order given (missing ids are left out)."""
         if not ids:
@@ -195,8 +292,44 @@ class Store:
         by_id = {r.id: r for r in rows}
         return [by_id[i] for i in ids if i in by_id]
 
+    def raw(self, ids: Sequence[str]) -> dict[str, Any]:
+        """Ids, vectors, texts and metadata exactly as stored (for `put_raw`)."""
+        result = self._guard(
+            lambda: self._col.get(ids=list(ids), include=["embeddings", "documents", "metadatas"])
+        )
+        return {key: list(result[key]) for key in ("ids", "embeddings", "documents", "metadatas")}
+
+    def put_raw(self, rows: dict[str, Any]) -> None:
+        self._guard(lambda: self._col.upsert(
+            ids=rows["ids"], embeddings=np.asarray(rows["embeddings"], dtype=np.float32),
+            documents=rows["documents"], metadatas=rows["metadatas"],
+        ))
+
+    def iter_ids(self, batch: int = 5000) -> Iterator[str]:
+        """Every stored chunk id, page by page."""
+        offset = 0
+        while True:
+            result = self._guard(lambda offset=offset: self._col.get(include=[], limit=batch, offset=offset))
+            if not result["ids"]:
+                return
+            yield from result["ids"]
+            offset += len(result["ids"])
+
+    def iter_chunks(self, batch: int = 1000) -> Iterator[list[tuple[StoredChunk, dict[str, Any]]]]:
+        """Every stored chunk (text and metadata, no embedding), a page at a time."""
+        offset = 0
+        while True:
+            result = self._guard(
+                lambda offset=offset: self._col.get(include=["documents", "metadatas"], limit=batch, offset=offset)
+            )
+            if not result["ids"]:
+                return
+            rows = _rows(result["ids"], result["documents"], result["metadatas"], None, None)
+            yield [(row, dict(meta or {})) for row, meta in zip(rows, result["metadatas"], strict=True)]
+            offset += len(result["ids"])
+
     def iter_metadata(self, batch: int = 2000) -> Iterator[tuple[str, dict[str, Any]]]:
-        """Every (id, metadata) pair, page by page (used to recover from a lost manifest)."""
+        """Every (id, metadata) pair, page by page (used to rebuild the state from the store)."""
         offset = 0
         while True:
             result = self._guard(
@@ -215,16 +348,112 @@ class Store:
         """Delete the whole collection (for --rebuild)."""
         self._guard(lambda: self._client.delete_collection(self.name))
 
+    # -- markers: small empty collections used as the writer lock --------------------------------
+
+    def create_marker(self, name: str, metadata: dict[str, Any]) -> bool:
+        """Create collection ``name``; False when it exists. Chroma's unique collection names make
+        this atomic across processes and machines sharing the store."""
+        try:
+            self._client.create_collection(name, metadata=metadata, embedding_function=None)
+            return True
+        except Exception as exc:
+            if self.read_marker(name) is not None:
+                return False
+            raise _translate(exc, self.where, name) from None
+
+    def read_marker(self, name: str) -> dict[str, Any] | None:
+        """The marker's metadata, or None when there is none."""
+        try:
+            col = self._client.get_collection(name, embedding_function=None)
+        except Exception as exc:
+            if _is_not_found(exc):
+                return None
+            raise _translate(exc, self.where, name) from None
+        return dict(col.metadata or {})
+
+    def write_marker(self, name: str, metadata: dict[str, Any]) -> None:
+        col = self._guard(lambda: self._client.get_collection(name, embedding_function=None))
+        self._guard(lambda: col.modify(metadata=metadata))
+
+    def delete_marker(self, name: str) -> None:
+        try:
+            self._client.delete_collection(name)
+        except Exception as exc:
+            if not _is_not_found(exc):
+                raise _translate(exc, self.where, name) from None
+
     def _guard(self, fn: Any) -> Any:
         try:
             return fn()
         except RagError:
             raise
         except Exception as exc:
-            raise StoreError(
-                f"the index at {self.db} failed ({type(exc).__name__}: {exc}) — if it is corrupt, "
-                "rebuild it with `rag index PATH --rebuild`"
-            ) from None
+            raise _translate(exc, self.where, self.name) from None
+
+
+def _is_not_found(exc: BaseException) -> bool:
+    return "NotFound" in type(exc).__name__ or "does not exist" in str(exc)
+
+
+def _translate(exc: BaseException, where: str, collection: str) -> RagError:
+    """Chroma's exceptions (this module is the one seam to chromadb) as `rag` errors."""
+    if _is_not_found(exc):
+        return CollectionNotFound(
+            f"no collection '{collection}' in {where} — run `rag index PATH --collection {collection}`"
+        )
+    text = str(exc)
+    if isinstance(exc, (ConnectionError, OSError)) or "Could not connect" in text or "Connect" in type(exc).__name__:
+        return StoreUnreachable(
+            f"the Chroma server at {where} is not reachable ({type(exc).__name__}) — start it (`chroma run`) "
+            "or check --chroma / RAG_CHROMA_URL"
+        )
+    return StoreError(
+        f"the index at {where} failed ({type(exc).__name__}: {text.splitlines()[0] if text else ''}) — if it is "
+        "corrupt, rebuild it with `rag index PATH --rebuild`"
+    )
+
+
+def check_collection_name(name: str) -> None:
+    """Chroma's naming rule, checked before Chroma sees the name (ConfigError, exit 2)."""
+    if not _COLLECTION_NAME.match(name) or ".." in name or re.fullmatch(r"\d+\.\d+\.\d+\.\d+", name):
+        raise ConfigError(
+            f"collection name {name!r} is invalid — Chroma needs 3-63 characters of letters, digits, '.', '_' "
+            "or '-', starting and ending with a letter or digit, no '..', and not an IPv4 address"
+        )
+
+
+def make_private_dir(path: Path) -> None:
+    """Create the index folder readable by its owner only: it holds the text of private documents."""
+    path = Path(path)
+    existed = path.exists()
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    if not existed:
+        os.chmod(path, 0o700)
+
+
+def _chmod_private(path: Path) -> None:
+    try:
+        if path.is_dir():
+            os.chmod(path, 0o700)
+            for child in path.iterdir():
+                if child.is_file():
+                    os.chmod(child, 0o600)
+        else:
+            os.chmod(path, 0o600)
+    except OSError:
+        pass  # not ours to change (a shared folder): the content is still written
+
+
+def destroy_embedded(db: Path) -> None:
+    """Remove Chroma's files from ``db`` (a --rebuild of a store Chroma cannot open)."""
+    from chromadb.api.shared_system_client import SharedSystemClient
+
+    SharedSystemClient.clear_system_cache()  # this process may hold a client of the broken files
+    for path in chroma_files(db):
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
 
 
 def _rows(ids: Any, docs: Any, metas: Any, embs: Any, dists: Any) -> list[StoredChunk]:

@@ -9,24 +9,27 @@
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Callable, Collection
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, overload
 
 from ingest.config import IndexSettings
 from ingest.errors import StoreError
-from ingest.indexer import ProgressFn, index_folder
-from ingest.manifest import Manifest
-from ingest.records import IndexReport
-from ingest.store import Store
+from ingest.indexer import ProgressFn, index_folder, open_store
+from ingest.lock import WriterLock
+from ingest.records import IndexReport, Skip
+from ingest.verify import VerifyReport
+from ingest.verify import repair as repair_index
+from ingest.verify import verify as verify_index
 from rag.answer import AnswerStream, ask_stream
 from rag.chat import Chat
 from rag.client import OllamaClient
 from rag.config import Settings
 from rag.models_types import ModelsReady, PullProgress
-from rag.retrieve import Mode, Retriever
+from rag.retrieve import Mode, Retriever, open_read_state
 from rag.types import Answer, Hit
 
 
@@ -40,6 +43,8 @@ class IndexStatus:
     files: int
     chunks: int
     fingerprint: dict[str, Any] | None
+    skipped: list[Skip] = field(default_factory=list)  # files the last index run skipped, with reasons
+    chroma: str | None = None  # the Chroma server, or None for the embedded store in ``db``
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -49,6 +54,8 @@ class IndexStatus:
             "files": self.files,
             "chunks": self.chunks,
             "fingerprint": self.fingerprint,
+            "skipped": [{"path": s.path, "reason": s.reason} for s in self.skipped],
+            "chroma": self.chroma,
         }
 
 
@@ -94,17 +101,38 @@ class RAG:
         return index_folder(Path(folder), self.index_settings, rebuild=rebuild, progress=progress)
 
     def status(self) -> IndexStatus:
-        """Files, chunks and fingerprint of the index (raises StoreError when there is none)."""
-        store = Store.open(self.db, self.collection)
-        manifest = Manifest.load(self.db, self.collection)
-        return IndexStatus(
-            db=str(self.db.resolve()),
-            collection=self.collection,
-            root=manifest.root,
-            files=len(manifest.files),
-            chunks=store.count(),
-            fingerprint=store.fingerprint(),
-        )
+        """Files, chunks, fingerprint and skipped files of the index (raises StoreError when there is none)."""
+        store = open_store(self.index_settings)
+        state = open_read_state(self.read_settings(), store)
+        try:
+            root = state.get_meta("root") or store.root().split(":", 1)[-1]
+            last = json.loads(state.get_meta("last_run") or "{}")
+            return IndexStatus(
+                db=str(self.db.resolve()),
+                collection=self.collection,
+                root=root,
+                files=len(state.indexed_sources()),
+                chunks=store.count(),
+                fingerprint=store.fingerprint(),
+                skipped=[Skip(path, reason) for path, reason in last.get("skipped", [])],
+                chroma=self.index_settings.chroma_url,
+            )
+        finally:
+            state.close()
+
+    def verify(self, *, reachability: bool = True, repair: bool = False) -> VerifyReport:
+        """Prove the index is whole: store, file records and lexical index agree, and dense search
+        reaches every chunk. With ``repair``, fix what can be fixed (under the writer lock)."""
+        store = open_store(self.index_settings)
+        state = open_read_state(self.read_settings(), store)
+        try:
+            report = verify_index(store, state, reachability=reachability)
+            if repair and not report.consistent:
+                with WriterLock(store, wait=self.index_settings.lock_wait):
+                    report = repair_index(store, state, report)
+            return report
+        finally:
+            state.close()
 
     # -- the read path: rag.retrieve / rag.answer / rag.chat ------------------------------------
 

@@ -145,7 +145,7 @@ class CachedEmbedder:
 def evaluate(retriever: Retriever, questions: Sequence[Question], mode: Mode, k: int, **changes: Any) -> dict:
     """Mean metrics of one configuration over the answerable questions (the floor switched off)."""
     settings = retriever.settings.with_(min_score=-1.0, **changes)
-    r = Retriever(retriever.store, retriever.lexical, retriever.embedder, settings)
+    r = Retriever(retriever.store, retriever.state, retriever.embedder, settings)
     started = time.perf_counter()
     rows = [score_ranking(ranked_units(r.search(q.text, k=k, mode=mode), q), q.gains)
             for q in questions if q.answerable]
@@ -160,7 +160,7 @@ def floor_table(retriever: Retriever, questions: Sequence[Question]) -> list[dic
     for min_score in MIN_SCORES:
         for min_overlap in MIN_OVERLAPS:
             settings = retriever.settings.with_(min_score=min_score, min_overlap=min_overlap)
-            r = Retriever(retriever.store, retriever.lexical, retriever.embedder, settings)
+            r = Retriever(retriever.store, retriever.state, retriever.embedder, settings)
             answered = {q.id: bool(r.search(q.text)) for q in questions}
             pos = [answered[q.id] for q in questions if q.answerable]
             neg = [not answered[q.id] for q in questions if not q.answerable]
@@ -237,7 +237,7 @@ def run_dataset(
     with tempfile.TemporaryDirectory(prefix=f"rag-eval-{name}-") as tmp:
         settings, info = build_index(docs, Path(tmp) / "db", host, engine)
         with Retriever.open(settings) as opened:
-            retriever = Retriever(opened.store, opened.lexical, CachedEmbedder(opened.embedder),  # type: ignore[arg-type]
+            retriever = Retriever(opened.store, opened.state, CachedEmbedder(opened.embedder),  # type: ignore[arg-type]
                                   settings)
             result: dict[str, Any] = {"dataset": name, "engine": engine, "embed_model": EMBED_MODELS[engine],
                                       "questions": len(questions),
@@ -272,7 +272,7 @@ def run_beir(name: str, folder: Path, docs: Path, host: str, engine: str, *, swe
     with tempfile.TemporaryDirectory(prefix=f"rag-eval-{name}-") as tmp:
         settings, info = build_index(docs, Path(tmp) / "db", host, engine)
         with Retriever.open(settings) as opened:
-            retriever = Retriever(opened.store, opened.lexical, CachedEmbedder(opened.embedder),  # type: ignore[arg-type]
+            retriever = Retriever(opened.store, opened.state, CachedEmbedder(opened.embedder),  # type: ignore[arg-type]
                                   settings.with_(**BEIR_READ))
             result: dict[str, Any] = {"dataset": name, "engine": engine, "embed_model": EMBED_MODELS[engine],
                                       "index": info, "k": k, "read": BEIR_READ, "splits": {}}

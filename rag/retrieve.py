@@ -21,8 +21,9 @@ import numpy as np
 
 from ingest.embedder import Embedder
 from ingest.errors import ConfigError, StoreError
+from ingest.indexer import cache_dir, open_store, sync_cache
 from ingest.lexical import LexicalIndex, terms
-from ingest.manifest import Manifest
+from ingest.state import IndexState
 from ingest.store import Store, StoredChunk
 from rag.config import Settings
 from rag.types import Hit
@@ -153,7 +154,7 @@ def chroma_where(sources: list[str] | None, kinds: list[str] | None) -> dict[str
 
 def search(
     store: Store,
-    lexical: LexicalIndex | None,
+    state: IndexState,
     embedder: Embedder,
     query: str,
     *,
@@ -165,9 +166,10 @@ def search(
 ) -> list[Hit]:
     """The ``k`` best passages for ``query``; ``mode`` defaults to hybrid or dense per ``settings.hybrid``."""
     k = k or settings.k
+    lexical: LexicalIndex | None = None if state.lexical.outdated else state.lexical
     mode = mode or ("hybrid" if settings.hybrid and lexical is not None else "dense")
     kind_list = normalize_kinds(kinds)
-    sources = match_sources(indexed_sources(store), where_glob) if where_glob else None
+    sources = match_sources(state.indexed_sources(), where_glob) if where_glob else None
     if sources is not None and not sources:
         return []
     pool = max(settings.pool, k)
@@ -178,6 +180,10 @@ def search(
     if mode != "dense" and lexical is not None:
         lex = lexical.search(query, pool, sources=sources, kinds=kind_list)
 
+    # Only chunks that committed file records own: a batch being written, or chunks it replaced,
+    # are never returned, so a reader sees each file whole, as of one commit.
+    committed = state.committed([c.id for c in dense])
+    dense = [c for c in dense if c.id in committed]
     by_id = {c.id: c for c in dense}
     missing = [cid for cid, _ in lex if cid not in by_id]
     by_id.update({c.id: c for c in store.get(missing, with_embeddings=True)})
@@ -215,12 +221,6 @@ def search(
     return [to_hit(chosen[i], cos_by_id[chosen[i].id]) for i in order]
 
 
-def indexed_sources(store: Store) -> list[str]:
-    """Every indexed file: from the manifest (one small read), or from Chroma when it is missing."""
-    files = Manifest.load(store.db, store.name).files
-    return sorted(files) if files else store.sources()
-
-
 def overlap(query_terms: set[str], text: str) -> float:
     """The share of the query's terms (words, Han bigrams) that occur in ``text``."""
     if not query_terms:
@@ -256,14 +256,14 @@ class Retriever:
     """An opened index for the read path: store, lexical index, the index's own embedder, and settings."""
 
     store: Store
-    lexical: LexicalIndex | None
+    state: IndexState
     embedder: Embedder
     settings: Settings
 
     @classmethod
     def open(cls, settings: Settings) -> Retriever:
         """Open the index named by ``settings``; the embedder comes from the index fingerprint."""
-        store = Store.open(settings.db, settings.collection)
+        store = open_store(settings.index)
         fingerprint = store.fingerprint()
         if not fingerprint or "embed_model" not in fingerprint:
             raise StoreError(
@@ -271,19 +271,19 @@ class Retriever:
                 "— run `rag index PATH` first"
             )
         embedder = Embedder.from_fingerprint(fingerprint, settings.index)
-        lexical: LexicalIndex | None = LexicalIndex.open(settings.db, settings.collection, create=False)
-        if lexical is not None and lexical.outdated:
-            # Written under older term rules: its postings would not match today's query terms.
-            # Dense only until the next `rag index`, which rebuilds it.
-            lexical.close()
-            lexical = None
-        return cls(store, lexical, embedder, settings)
+        # Postings written under older term rules are `outdated`: dense only until the next
+        # `rag index`, which rebuilds them.
+        state = open_read_state(settings, store)
+        return cls(store, state, embedder, settings)
+
+    @property
+    def lexical(self) -> LexicalIndex | None:
+        return None if self.state.lexical.outdated else self.state.lexical
 
     def close(self) -> None:
-        """Close the embedder's HTTP connections and the lexical index."""
+        """Close the embedder's HTTP connections and the index state."""
         self.embedder.close()
-        if self.lexical is not None:
-            self.lexical.close()
+        self.state.close()
 
     def __enter__(self) -> Retriever:
         return self
@@ -301,5 +301,16 @@ class Retriever:
         mode: Mode | None = None,
     ) -> list[Hit]:
         """`search` over this index."""
-        return search(self.store, self.lexical, self.embedder, query, settings=self.settings, k=k,
+        return search(self.store, self.state, self.embedder, query, settings=self.settings, k=k,
                       where_glob=where_glob, kinds=kinds, mode=mode)
+
+
+def open_read_state(settings: Settings, store: Store) -> IndexState:
+    """The state a reader uses: the file beside the embedded store, or this machine's cache of a
+    Chroma server's index, brought up to date first when another client has written since."""
+    if not settings.index.chroma_url:
+        state = IndexState.open(cache_dir(settings.index), settings.collection, create=False)
+        if state.chunk_count() > 0 or store.count() == 0:
+            return state
+        state.close()  # lost or never written (an index from an older version): rebuild it from the store
+    return sync_cache(settings.index, store)

@@ -9,7 +9,7 @@ import pytest
 from ingest.config import IndexSettings
 from ingest.errors import IndexMismatch, OllamaUnreachable
 from ingest.indexer import index_folder
-from ingest.manifest import Manifest
+from ingest.state import IndexState
 from ingest.store import Store
 
 EN = """# Ollama embeddings
@@ -73,8 +73,7 @@ def test_first_run_indexes_every_file_with_metadata(ollama_server, settings, tmp
     assert report.chunks > 0 and report.embed_requests == embed_calls(ollama_server) >= 1
     store = Store.open(settings.db, settings.collection)
     assert store.count() == report.chunks
-    manifest = Manifest.load(settings.db, settings.collection)
-    ids = list(manifest.files["ollama.md"].chunk_ids)
+    ids = recorded_ids(settings, "ollama.md")
     rows = store.get(ids)
     assert {r.source for r in rows} == {"ollama.md"}
     assert any("Ollama embeddings > Context length" == r.heading for r in rows)
@@ -113,7 +112,7 @@ def test_second_run_makes_no_embedding_request(ollama_server, settings, tmp_path
 def test_editing_one_file_reembeds_only_it_and_drops_its_old_chunks(ollama_server, settings, tmp_path):
     docs = make_folder(tmp_path)
     index_folder(docs, settings)
-    old_ids = set(Manifest.load(settings.db, settings.collection).files["notes.txt"].chunk_ids)
+    old_ids = set(recorded_ids(settings, "notes.txt"))
     ollama_server.clear_requests()
     (docs / "notes.txt").write_text("Chroma stores embeddings in SQLite and an HNSW index.\n")
     report = index_folder(docs, settings)
@@ -123,7 +122,7 @@ def test_editing_one_file_reembeds_only_it_and_drops_its_old_chunks(ollama_serve
     assert texts and all("HNSW" in t for t in texts)
     store = Store.open(settings.db, settings.collection)
     assert store.get(sorted(old_ids)) == []
-    new_ids = Manifest.load(settings.db, settings.collection).files["notes.txt"].chunk_ids
+    new_ids = recorded_ids(settings, "notes.txt")
     assert [r.text for r in store.get(list(new_ids))] == ["Chroma stores embeddings in SQLite and an HNSW index."]
 
 
@@ -139,13 +138,13 @@ def test_touching_a_file_without_changing_it_costs_nothing(ollama_server, settin
 def test_deleting_a_file_removes_its_chunks(ollama_server, settings, tmp_path):
     docs = make_folder(tmp_path)
     first = index_folder(docs, settings)
-    ids = list(Manifest.load(settings.db, settings.collection).files["zh/rag.md"].chunk_ids)
+    ids = list(recorded_ids(settings, "zh/rag.md"))
     (docs / "zh" / "rag.md").unlink()
     report = index_folder(docs, settings)
     assert report.removed == ["zh/rag.md"]
     store = Store.open(settings.db, settings.collection)
     assert store.get(ids) == [] and store.count() == first.chunks - len(ids)
-    assert "zh/rag.md" not in Manifest.load(settings.db, settings.collection).files
+    assert "zh/rag.md" not in recorded_files(settings)
 
 
 def test_bad_files_are_skipped_with_reasons_and_the_rest_indexed(ollama_server, settings, tmp_path):
@@ -163,7 +162,7 @@ def test_bad_files_are_skipped_with_reasons_and_the_rest_indexed(ollama_server, 
 def test_a_file_that_breaks_keeps_its_old_chunks(ollama_server, settings, tmp_path):
     docs = make_folder(tmp_path)
     index_folder(docs, settings)
-    ids = list(Manifest.load(settings.db, settings.collection).files["notes.txt"].chunk_ids)
+    ids = list(recorded_ids(settings, "notes.txt"))
     (docs / "notes.txt").write_bytes(b"\x00\x01\x02 binary now" * 50)
     report = index_folder(docs, settings)
     assert [s.path for s in report.skipped] == ["notes.txt"]
@@ -179,7 +178,7 @@ def test_old_server_falls_back_to_legacy_endpoint_with_unit_vectors(ollama_serve
     assert paths[0] == "/api/embed" and set(paths[1:]) == {"/api/embeddings"}
     store = Store.open(settings.db, settings.collection)
     assert store.fingerprint()["endpoint"] == "api/embeddings"
-    rows = store.get(list(Manifest.load(settings.db, settings.collection).files["ollama.md"].chunk_ids),
+    rows = store.get(list(recorded_ids(settings, "ollama.md")),
                      with_embeddings=True)
     for row in rows:
         assert abs(float((row.embedding**2).sum()) - 1.0) < 1e-4
@@ -224,7 +223,7 @@ def test_chunks_fit_a_small_embedding_model(ollama_server, tmp_path):
     settings = IndexSettings.resolve(host=ollama_server.url, db=tmp_path / "db", embed_model="all-minilm")
     index_folder(docs, settings)
     store = Store.open(settings.db, settings.collection)
-    ids = list(Manifest.load(settings.db, settings.collection).files["long.txt"].chunk_ids)
+    ids = list(recorded_ids(settings, "long.txt"))
     assert max(r.tokens for r in store.get(ids)) <= 256 * 0.7
 
 
@@ -243,8 +242,7 @@ def test_server_down_is_a_clear_error_and_loses_nothing(ollama_server, settings,
     down = IndexSettings.resolve(host="http://127.0.0.1:9", db=settings.db)
     with pytest.raises(OllamaUnreachable, match="not reachable at http://127.0.0.1:9"):
         index_folder(docs, down)
-    manifest = Manifest.load(settings.db, settings.collection)
-    assert sorted(manifest.files) == ["notes.txt", "ollama.md", "zh/rag.md"]
+    assert recorded_files(settings) == ["notes.txt", "ollama.md", "zh/rag.md"]
     assert Store.open(settings.db, settings.collection).count() > 0
 
 
@@ -255,10 +253,10 @@ def test_a_run_cut_short_resumes_without_redoing_stored_files(ollama_server_fact
         (docs / f"f{i:02}.txt").write_text(f"File {i} talks about subject {i}.\n")
     # 1 /api/show, then one request per file; the buffer flushes every 4 files
     dying = ollama_server_factory(exit_after=8)
-    settings = IndexSettings.resolve(host=dying.url, db=tmp_path / "db", batch_size=1)
+    settings = IndexSettings.resolve(host=dying.url, db=tmp_path / "db", batch_size=1, parallel=1)
     with pytest.raises(OllamaUnreachable):
         index_folder(docs, settings)
-    done = set(Manifest.load(settings.db, settings.collection).files)
+    done = set(recorded_files(settings))
     assert 0 < len(done) < 12
     fresh = ollama_server_factory()
     resumed = IndexSettings.resolve(host=fresh.url, db=settings.db, batch_size=1)
@@ -279,13 +277,13 @@ def test_indexing_another_folder_into_the_same_collection_is_refused(ollama_serv
 def test_an_outdated_lexical_index_is_rebuilt_from_the_store_without_embedding(ollama_server, settings, tmp_path):
     import sqlite3
 
-    from ingest.lexical import LexicalIndex, lexical_path
+    from ingest.state import state_path
     from rag.config import Settings
     from rag.retrieve import Retriever
 
     docs = make_folder(tmp_path)
     first = index_folder(docs, settings)
-    path = lexical_path(settings.db, settings.collection)
+    path = state_path(settings.db, settings.collection)
     conn = sqlite3.connect(path)  # as if written by older term rules: unstemmed postings, version 0
     conn.execute("UPDATE postings SET term = term || '_old'")
     conn.execute("PRAGMA user_version = 0")
@@ -296,23 +294,43 @@ def test_an_outdated_lexical_index_is_rebuilt_from_the_store_without_embedding(o
     ollama_server.clear_requests()
     report = index_folder(docs, settings)
     assert embed_calls(ollama_server) == 0 and report.chunks == 0
-    assert any("rebuilt the lexical index" in w.reason for w in report.warnings)
-    lexical = LexicalIndex.open(settings.db, settings.collection)
-    assert not lexical.outdated and lexical.count() == first.chunks
-    assert lexical.search("embeddings endpoint", 3) and lexical.search("检索增强", 3)
-    lexical.close()
+    assert any("rebuilt the index state" in w.reason for w in report.warnings)
+    state = IndexState.open(settings.db, settings.collection)
+    assert not state.lexical.outdated and state.lexical.count() == first.chunks
+    assert state.lexical.search("embeddings endpoint", 3) and state.lexical.search("检索增强", 3)
+    state.close()
     assert index_folder(docs, settings).warnings == []  # rebuilt once, not on every run
 
 
-def test_a_deleted_lexical_index_is_rebuilt_from_the_store(ollama_server, settings, tmp_path):
-    from ingest.lexical import LexicalIndex, lexical_path
+def test_a_deleted_state_file_is_rebuilt_from_the_store_without_embedding(ollama_server, settings, tmp_path):
+    from ingest.state import state_path
 
     docs = make_folder(tmp_path)
     first = index_folder(docs, settings)
-    lexical_path(settings.db, settings.collection).unlink()
+    for suffix in ("", "-wal", "-shm"):
+        Path(str(state_path(settings.db, settings.collection)) + suffix).unlink(missing_ok=True)
     ollama_server.clear_requests()
     report = index_folder(docs, settings)
     assert embed_calls(ollama_server) == 0 and len(report.warnings) == 1
-    lexical = LexicalIndex.open(settings.db, settings.collection)
-    assert lexical.count() == first.chunks and lexical.search("cosine distance", 3)
-    lexical.close()
+    assert sorted(report.unchanged) == ["notes.txt", "ollama.md", "zh/rag.md"]
+    state = IndexState.open(settings.db, settings.collection)
+    assert state.lexical.count() == first.chunks and state.lexical.search("cosine distance", 3)
+    state.close()
+
+
+def recorded_ids(settings, source: str) -> list[str]:
+    """The chunk ids the index state records for one file."""
+    state = IndexState.open(settings.db, settings.collection, create=False)
+    try:
+        return sorted(state.chunk_ids(source))
+    finally:
+        state.close()
+
+
+def recorded_files(settings) -> list[str]:
+    """The files the index state holds chunks of."""
+    state = IndexState.open(settings.db, settings.collection, create=False)
+    try:
+        return state.indexed_sources()
+    finally:
+        state.close()

@@ -80,9 +80,11 @@ def test_chroma_where() -> None:
 
 # -- end to end, against the bundled server --------------------------------------------------
 
+from pathlib import Path  # noqa: E402
+
 from readpath import indexed_settings, requests_to  # noqa: E402
 
-from ingest.lexical import LexicalIndex  # noqa: E402
+from ingest.state import state_path  # noqa: E402
 from rag.retrieve import Retriever  # noqa: E402
 
 
@@ -123,7 +125,7 @@ def test_scores_are_exact_cosines(retriever: Retriever) -> None:
 def test_per_file_cap(retriever: Retriever) -> None:
     hits = retriever.search("espresso shot grind dose yield time", k=5)
     assert sum(h.source == "espresso.md" for h in hits) == retriever.settings.per_file_cap == 3
-    wider = Retriever(retriever.store, retriever.lexical, retriever.embedder, retriever.settings.with_(per_file_cap=5))
+    wider = Retriever(retriever.store, retriever.state, retriever.embedder, retriever.settings.with_(per_file_cap=5))
     assert sum(h.source == "espresso.md" for h in wider.search("espresso shot grind dose yield time", k=5)) == 5
 
 
@@ -141,7 +143,11 @@ def test_off_topic_question_falls_below_the_floor(retriever: Retriever) -> None:
     assert retriever.search("When should I prune roses?")[0].source == "guide.md"
 
 
-def test_missing_lexical_file_means_dense_only(retriever: Retriever, tmp_path) -> None:
-    empty = LexicalIndex.open(tmp_path / "none", "docs", create=False)
-    dense_only = Retriever(retriever.store, empty, retriever.embedder, retriever.settings)
-    assert dense_only.search("How long is the dishwasher warranty?")[0].page == 2
+def test_a_lost_state_file_is_rebuilt_by_the_reader(retriever: Retriever) -> None:
+    settings = retriever.settings
+    retriever.close()
+    for suffix in ("", "-wal", "-shm"):
+        Path(str(state_path(settings.db, settings.collection)) + suffix).unlink(missing_ok=True)
+    with Retriever.open(settings) as reopened:
+        for mode in ("dense", "bm25", "hybrid"):
+            assert reopened.search("How long is the dishwasher warranty?", mode=mode)[0].page == 2

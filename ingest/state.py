@@ -1,0 +1,297 @@
+"""The index state: per-file records, chunk ownership and BM25 postings, in one SQLite file.
+
+One file per collection (``<db>/<collection>.state.sqlite``; in server mode a cache folder per server),
+written in one transaction per batch, so the file records and the lexical index can never disagree.
+Chroma holds the chunks; this file says which of them are *committed*. The commit order of a batch
+(see `ingest.indexer`) is:
+
+1. upsert the new chunks into Chroma (ids are content hashes, so a redo is idempotent);
+2. one SQLite transaction: the files' records, their chunks' postings, and the replaced chunk ids
+   moved to ``trash``;
+3. delete the trashed ids from Chroma, then from ``trash``.
+
+A crash after 1 leaves chunks in Chroma that no record owns (orphans, removed by the next run's
+count check); after 2 leaves trash that the next run replays. Readers only return chunks this file
+lists, so they see a batch either whole or not at all. WAL mode lets readers read while one writer
+writes.
+
+Tables: ``files`` (one row per source: sha256, size, mtime, chunk count, and the skip reason when the
+last attempt failed), ``docs`` (chunk id -> source, kind, length: the chunk ownership *and* the BM25
+document table), ``postings``, ``stats`` (BM25 totals), ``trash``, ``meta`` (root, generation).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sqlite3
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from ingest.errors import StoreError
+from ingest.lexical import TERMS_VERSION, ChunkLike, LexicalIndex
+
+STATE_SUFFIX = ".state.sqlite"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS files (source TEXT PRIMARY KEY, sha256 TEXT NOT NULL, size INTEGER NOT NULL,
+                                  mtime REAL NOT NULL, chunks INTEGER NOT NULL, skipped TEXT);
+CREATE TABLE IF NOT EXISTS docs (id TEXT PRIMARY KEY, source TEXT NOT NULL, kind TEXT NOT NULL,
+                                 length INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS docs_by_source ON docs (source);
+CREATE TABLE IF NOT EXISTS postings (term TEXT NOT NULL, id TEXT NOT NULL, tf INTEGER NOT NULL,
+                                     PRIMARY KEY (term, id)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS postings_by_id ON postings (id);
+CREATE TABLE IF NOT EXISTS stats (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+INSERT OR IGNORE INTO stats VALUES ('n', 0), ('total_length', 0);
+CREATE TABLE IF NOT EXISTS trash (id TEXT PRIMARY KEY) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+
+
+@dataclass(frozen=True)
+class FileRecord:
+    """What the index holds of one file. ``skipped`` is the reason its last load failed, if it did
+    (a file that breaks keeps the chunks of its last good version)."""
+
+    source: str
+    sha256: str
+    size: int
+    mtime: float
+    chunks: int
+    skipped: str | None = None
+
+
+def file_sha256(path: Path) -> str:
+    """sha256 of a file, read in 1 MiB blocks so big files do not fill memory."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def state_path(db: Path, collection: str) -> Path:
+    """Where the state of ``collection`` lives."""
+    return Path(db) / f"{collection}{STATE_SUFFIX}"
+
+
+def _private_file(path: Path) -> None:
+    """The state holds the text of private documents (postings): owner-only."""
+    for suffix in ("", "-wal", "-shm"):
+        p = Path(str(path) + suffix)
+        if p.exists():
+            os.chmod(p, 0o600)
+
+
+class IndexState:
+    """The state file of one collection. Writes collect in a transaction until `commit()`."""
+
+    def __init__(self, conn: sqlite3.Connection, path: Path | None) -> None:
+        self._conn = conn
+        self.path = path
+        self.lexical = LexicalIndex(conn, path)
+
+    @classmethod
+    def open(cls, db: Path, collection: str, *, create: bool = True) -> IndexState:
+        """Open (or create) the state; with ``create=False`` a missing file reads as an empty state."""
+        path = state_path(db, collection)
+        try:
+            if not create and not path.exists():
+                return cls._fresh(sqlite3.connect(":memory:", check_same_thread=False), None)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(path, check_same_thread=False, timeout=30, isolation_level=None)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            state = cls._fresh(conn, path)
+            _private_file(path)
+            return state
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(
+                f"the index state {path} is unreadable ({exc}) — run `rag index PATH --rebuild`"
+            ) from None
+
+    @classmethod
+    def _fresh(cls, conn: sqlite3.Connection, path: Path | None) -> IndexState:
+        existed = conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'docs'").fetchone() is not None
+        conn.executescript(_SCHEMA)
+        if not existed:
+            conn.execute(f"PRAGMA user_version = {TERMS_VERSION}")
+        state = cls(conn, path)
+        state.lexical.outdated = conn.execute("PRAGMA user_version").fetchone()[0] != TERMS_VERSION
+        # Every method below runs inside one explicit transaction until commit().
+        return state
+
+    def close(self) -> None:
+        self._conn.close()
+
+    # -- transactions --------------------------------------------------------------------------
+
+    def begin(self) -> None:
+        if not self._conn.in_transaction:
+            with self._errors("write"):
+                self._conn.execute("BEGIN IMMEDIATE")
+
+    def commit(self) -> None:
+        """Make everything written since `begin()` durable, at once."""
+        if self._conn.in_transaction:
+            with self._errors("commit"):
+                self._conn.execute("COMMIT")
+
+    def rollback(self) -> None:
+        if self._conn.in_transaction:
+            self._conn.execute("ROLLBACK")
+
+    # -- reading -------------------------------------------------------------------------------
+
+    def files(self) -> dict[str, FileRecord]:
+        """Every file record, by source (one query: the unchanged-run fast path reads this once)."""
+        with self._errors("read"):
+            rows = self._conn.execute("SELECT source, sha256, size, mtime, chunks, skipped FROM files").fetchall()
+        return {r[0]: FileRecord(*r) for r in rows}
+
+    def indexed_sources(self) -> list[str]:
+        """Sources that have chunks in the index, sorted."""
+        with self._errors("read"):
+            rows = self._conn.execute("SELECT source FROM files WHERE chunks > 0 ORDER BY source").fetchall()
+        return [r[0] for r in rows]
+
+    def skipped(self) -> list[tuple[str, str]]:
+        """(source, reason) of every file whose last load failed."""
+        with self._errors("read"):
+            return self._conn.execute(
+                "SELECT source, skipped FROM files WHERE skipped IS NOT NULL ORDER BY source"
+            ).fetchall()
+
+    def chunk_ids(self, source: str | None = None) -> list[str]:
+        """Committed chunk ids (of one source, or all)."""
+        with self._errors("read"):
+            if source is None:
+                rows = self._conn.execute("SELECT id FROM docs").fetchall()
+            else:
+                rows = self._conn.execute("SELECT id FROM docs WHERE source = ?", (source,)).fetchall()
+        return [r[0] for r in rows]
+
+    def committed(self, ids: Sequence[str]) -> set[str]:
+        """The subset of ``ids`` that committed records own (readers drop the rest)."""
+        out: set[str] = set()
+        with self._errors("read"):
+            for i in range(0, len(ids), 500):
+                part = list(ids[i : i + 500])
+                marks = ",".join("?" * len(part))
+                out.update(r[0] for r in self._conn.execute(f"SELECT id FROM docs WHERE id IN ({marks})", part))
+        return out
+
+    def chunk_count(self) -> int:
+        """Chunks owned by records (the ``docs`` table)."""
+        with self._errors("read"):
+            return int(self._conn.execute("SELECT COUNT(*) FROM docs").fetchone()[0])
+
+    def recorded_chunks(self) -> int:
+        """The sum of the files' chunk counts (equals `chunk_count` unless the file was damaged)."""
+        with self._errors("read"):
+            return int(self._conn.execute("SELECT COALESCE(SUM(chunks), 0) FROM files").fetchone()[0])
+
+    def trash(self) -> list[str]:
+        with self._errors("read"):
+            return [r[0] for r in self._conn.execute("SELECT id FROM trash").fetchall()]
+
+    def get_meta(self, key: str, default: str = "") -> str:
+        with self._errors("read"):
+            row = self._conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return str(row[0]) if row else default
+
+    # -- writing (inside begin() ... commit()) ------------------------------------------------
+
+    def set_meta(self, key: str, value: str) -> None:
+        with self._errors("write"):
+            self._conn.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
+
+    def put_file(self, record: FileRecord, chunks: Sequence[ChunkLike]) -> list[str]:
+        """Record a file's new version and its chunks; return the ids it no longer owns (moved to trash)."""
+        old = set(self.chunk_ids(record.source))
+        new_ids = {c.id for c in chunks}
+        stale = sorted(old - new_ids)
+        self.lexical.delete(stale)
+        # Chunks of another source with the same id cannot exist: ids hash the source.
+        self.lexical.add([c for c in chunks if c.id not in old])
+        self._upsert(record)
+        self._to_trash(stale)
+        return stale
+
+    def touch_file(self, record: FileRecord) -> None:
+        """Same content, new size/mtime or a cleared skip: update the record only."""
+        self._upsert(record)
+
+    def mark_skipped(self, source: str, reason: str) -> None:
+        """The file's last load failed: keep its record and chunks, remember why."""
+        with self._errors("write"):
+            cur = self._conn.execute("UPDATE files SET skipped = ? WHERE source = ?", (reason, source))
+            if cur.rowcount == 0:
+                self._conn.execute("INSERT INTO files VALUES (?, '', -1, -1, 0, ?)", (source, reason))
+
+    def remove_file(self, source: str) -> list[str]:
+        """Forget a file; return its chunk ids (moved to trash)."""
+        ids = self.chunk_ids(source)
+        self.lexical.delete(ids)
+        with self._errors("write"):
+            self._conn.execute("DELETE FROM files WHERE source = ?", (source,))
+        self._to_trash(ids)
+        return ids
+
+    def forget_version(self, sources: Iterable[str]) -> None:
+        """Make these files look changed (their chunks went missing from the store): the next visit re-embeds."""
+        with self._errors("write"):
+            self._conn.executemany("UPDATE files SET sha256 = '', size = -1 WHERE source = ?", [(s,) for s in sources])
+
+    def drop_chunks(self, ids: Sequence[str]) -> None:
+        """Remove chunk ownership without trashing (the store no longer has them)."""
+        self.lexical.delete(ids)
+
+    def clear_trash(self, ids: Sequence[str]) -> None:
+        with self._errors("write"):
+            self._conn.executemany("DELETE FROM trash WHERE id = ?", [(i,) for i in ids])
+
+    def reset(self) -> None:
+        """Empty every table (for --rebuild and for re-syncing a cache)."""
+        with self._errors("reset"):
+            for table in ("files", "trash", "meta"):
+                self._conn.execute(f"DELETE FROM {table}")
+        self.lexical.reset()
+
+    def _upsert(self, r: FileRecord) -> None:
+        with self._errors("write"):
+            self._conn.execute(
+                "INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?, ?, ?)",
+                (r.source, r.sha256, r.size, r.mtime, r.chunks, r.skipped),
+            )
+
+    def _to_trash(self, ids: Sequence[str]) -> None:
+        with self._errors("write"):
+            self._conn.executemany("INSERT OR IGNORE INTO trash VALUES (?)", [(i,) for i in ids])
+
+    def iter_docs(self) -> Iterator[tuple[str, str]]:
+        """(chunk id, source) of every committed chunk."""
+        with self._errors("read"):
+            yield from self._conn.execute("SELECT id, source FROM docs")
+
+    def _errors(self, action: str) -> _MapErrors:
+        return _MapErrors(action, self.path)
+
+
+class _MapErrors:
+    """sqlite3 errors -> StoreError naming the file and the fix."""
+
+    def __init__(self, action: str, path: Path | None) -> None:
+        self.action, self.path = action, path
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
+        if isinstance(exc, sqlite3.Error):
+            raise StoreError(
+                f"the index state {self.path or '(memory)'} failed to {self.action}: {exc} — "
+                "if it persists, run `rag index PATH --rebuild`"
+            ) from None
