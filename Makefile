@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install test test-fast demo lint bench eval clean
+.PHONY: install test test-fast test-live demo lint bench eval clean
 
 install: $(STAMP)
 
@@ -20,6 +20,10 @@ test: install
 
 test-fast: install
 	$(PY) -m pytest -m "not real_models"
+
+# The contract suite against a real Ollama (models: see tests/contract/conftest.py).
+test-live: install
+	OLLAMA_LIVE_HOST=$${OLLAMA_LIVE_HOST:-http://127.0.0.1:11434} $(PY) -m pytest tests/contract
 
 demo: install
 	$(PY) -m rag.demo

@@ -177,7 +177,7 @@ def test_dimensions_cuts_and_renormalises(client: ollama.Client) -> None:
     [
         ("/api/generate", {"model": "nope", "prompt": "x"}, 404, "model 'nope' not found"),
         ("/api/chat", {"model": "nope", "messages": []}, 404, "model 'nope' not found"),
-        ("/api/show", {"model": "nope"}, 404, "model 'nope' not found"),
+        ("/api/show", {"model": "nope"}, 404, "model 'nope:latest' not found"),  # normalised, unlike generate
         ("/api/embed", {"model": "nope", "input": "x"}, 404, 'model "nope" not found, try pulling it first'),
         ("/api/embeddings", {"model": "nope", "prompt": "x"}, 404, 'model "nope" not found, try pulling it first'),
         ("/api/chat", {"messages": []}, 400, "model is required"),
@@ -316,8 +316,8 @@ def test_v1_completions_embeddings_models_and_errors(http: httpx.Client) -> None
 def test_pull_streams_progress_and_installs(client: ollama.Client) -> None:
     lines = list(client.pull("qwen2.5:0.5b", stream=True))
     statuses = [line.status for line in lines]
-    assert statuses[0] == "pulling manifest" and statuses[-3:] == ["verifying sha256 digest", "writing manifest",
-                                                                     "success"]
+    assert statuses[0] == "pulling manifest" and statuses[-4:] == ["verifying sha256 digest", "writing manifest",
+                                                                     "removing any unused layers", "success"]
     layer = [line for line in lines if line.digest == lines[1].digest]
     assert layer[0].completed is None and len(layer) > 3
     completed = [line.completed for line in layer[1:]]
@@ -451,3 +451,197 @@ def test_python_m_rag_server_prints_a_url_that_answers() -> None:
             if pipe is not None:
                 pipe.close()
     assert proc.returncode == 0
+
+
+# -- protocol fidelity (issue 12) ------------------------------------------------------------------
+
+BLOCK_HEAVY = """
+import importlib.abc, sys
+class Block(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ("numpy", "chromadb", "tiktoken"):
+            raise ImportError(f"blocked: {name}")
+sys.meta_path.insert(0, Block())
+import httpx
+from rag.server import serve
+with serve() as srv:
+    reply = httpx.post(srv.url + "/api/embed", json={"model": "all-minilm", "input": ["a b", "天空"]}).json()
+    chat = httpx.post(srv.url + "/api/chat", json={"model": "qwen3:0.6b", "stream": False,
+                                                   "messages": [{"role": "user", "content": "hi"}]}).json()
+print(len(reply["embeddings"]), bool(chat["message"]["thinking"]), sorted({"numpy", "chromadb", "tiktoken"} & set(sys.modules)))
+"""
+
+
+def test_server_runs_without_numpy_chromadb_or_tiktoken() -> None:
+    done = subprocess.run([sys.executable, "-c", BLOCK_HEAVY], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["2", "True", "[]"]
+
+
+def test_go_decoder_errors_name_the_struct_field(http: httpx.Client) -> None:
+    def error(path: str, body: dict) -> tuple[int, str]:
+        reply = http.post(path, json=body)
+        return reply.status_code, reply.json()["error"]
+
+    assert error("/api/chat", {"model": CHAT, "messages": [{"role": "user", "content": ["a"]}]}) == (
+        400, "json: cannot unmarshal array into Go struct field Message.messages.content of type string")
+    assert error("/api/chat", {"model": CHAT, "messages": ["hi"]}) == (
+        400, "json: cannot unmarshal string into Go struct field ChatRequest.messages of type api.Message")
+    assert error("/api/generate", {"model": CHAT, "prompt": "x", "top_logprobs": 1.5}) == (
+        400, "json: cannot unmarshal number 1.5 into Go struct field GenerateRequest.top_logprobs of type int")
+    assert error("/api/embed", {"model": EMBED, "input": "x", "options": "big"}) == (
+        400, "json: cannot unmarshal string into Go struct field EmbedRequest.options of type map[string]interface {}")
+    # The decoder runs before any handler check: a bad field wins over a missing model.
+    assert error("/api/chat", {"stream": 1}) == (
+        400, "json: cannot unmarshal number into Go struct field ChatRequest.stream of type bool")
+
+
+def test_option_types_follow_go_options_from_map(client: ollama.Client, http: httpx.Client) -> None:
+    messages = [{"role": "user", "content": "old " * 200}, {"role": "user", "content": PROMPT}]
+    whole_number = client.chat(model=CHAT, messages=messages, options={"num_ctx": 60.0})  # JSON numbers are floats
+    assert whole_number.prompt_eval_count is not None and whole_number.prompt_eval_count <= 60
+    for options, message in [({"temperature": "hot"}, 'option "temperature" must be of type float32'),
+                             ({"stop": "x"}, 'option "stop" must be of type array'),
+                             ({"stop": [1]}, 'option "stop" must be of type array of strings')]:
+        reply = http.post("/api/chat", json={"model": CHAT, "messages": messages, "options": options})
+        assert (reply.status_code, reply.json()["error"]) == (500, message)
+
+
+def test_embed_num_ctx_truncates_chinese_too(http: httpx.Client) -> None:
+    text = "天空是蓝色的。" * 40  # 240 Han characters, one token each
+    reply = http.post("/api/embed", json={"model": EMBED, "input": [text, "short"], "options": {"num_ctx": 50}})
+    assert reply.json()["prompt_eval_count"] == 50 + 1
+    whole = http.post("/api/embed", json={"model": EMBED, "input": text}).json()
+    assert whole["prompt_eval_count"] == 240
+
+
+def test_generate_overflow_keeps_num_keep_and_the_tail(client: ollama.Client) -> None:
+    prompt = "alpha beta gamma " + " ".join(f"filler{i}" for i in range(300)) + " omega"
+    kept = client.generate(model="llama3.2:1b", prompt=prompt, options={"num_ctx": 50, "num_keep": 4 + 3})
+    assert kept.prompt_eval_count == 50
+    assert kept.response.startswith("You said: alpha beta gamma filler")  # head kept, middle dropped
+    assert "filler5 " not in kept.response
+    default = client.generate(model="llama3.2:1b", prompt=prompt, options={"num_ctx": 50})
+    assert default.prompt_eval_count == 50 and "alpha" not in default.response  # num_keep 4 is the template
+
+
+def test_thinking_model_thinks_by_default_in_the_question_language(client: ollama.Client) -> None:
+    english = client.chat(model="qwen3:0.6b", messages=[{"role": "user", "content": PROMPT}])
+    assert english.message.thinking and "How do I install rag?" in english.message.thinking
+    assert english.message.content == "Install rag with pip install rag. [1]"
+    chinese = client.chat(model="qwen3:0.6b", messages=[{"role": "user", "content": "天空是什么颜色？"}])
+    assert chinese.message.thinking and "天空是什么颜色" in chinese.message.thinking
+    assert client.chat(model="qwen3:0.6b", messages=[{"role": "user", "content": "hi"}],
+                       think=False).message.thinking is None
+    assert client.generate(model="qwen3:0.6b", prompt="hi", think="low").thinking
+    thought = client.generate(model="qwen3:0.6b", prompt="hi", think=True)
+    plain = client.generate(model="qwen3:0.6b", prompt="hi", think=False)
+    assert thought.eval_count > plain.eval_count  # thinking tokens are generated tokens
+
+
+def test_v1_reports_thinking_as_reasoning(http: httpx.Client) -> None:
+    body = {"model": "qwen3:0.6b", "messages": [{"role": "user", "content": "hi"}]}
+    message = http.post("/v1/chat/completions", json=body).json()["choices"][0]["message"]
+    assert message["reasoning"] and message["content"] == "You said: hi"
+    quiet = http.post("/v1/chat/completions", json={**body, "reasoning_effort": "none"}).json()
+    assert "reasoning" not in quiet["choices"][0]["message"]
+    refused = http.post("/v1/chat/completions", json={**body, "model": CHAT, "reasoning_effort": "high"})
+    assert refused.status_code == 400 and refused.json()["error"]["message"] == f'"{CHAT}" does not support thinking'
+
+
+def test_format_schema_with_refs_and_optional_fields(client: ollama.Client) -> None:
+    schema = {
+        "$defs": {"Source": {"type": "object", "properties": {"path": {"type": "string"},
+                                                               "page": {"type": "integer", "minimum": 1}},
+                             "required": ["path", "page"]}},
+        "type": "object",
+        "properties": {"answer": {"type": "string"}, "sources": {"type": "array", "items": {"$ref": "#/$defs/Source"}},
+                       "confident": {"type": "boolean"}, "note": {"anyOf": [{"type": "string"}, {"type": "null"}]}},
+        "required": ["answer", "sources", "confident"],
+    }
+    data = json.loads(client.chat(model=CHAT, messages=[{"role": "user", "content": PROMPT}], format=schema)
+                      .message.content)
+    assert data["answer"] == "Install rag with pip install rag. [1]"
+    assert data["sources"][0]["page"] >= 1 and isinstance(data["sources"][0]["path"], str)
+    assert isinstance(data["confident"], bool) and isinstance(data["note"], str)
+    as_json = json.loads(client.generate(model=CHAT, prompt=PROMPT, format="json").response)
+    assert as_json == {"answer": "Install rag with pip install rag. [1]"}
+
+
+def test_stop_cuts_inside_a_piece_and_num_predict_counts_pieces(client: ollama.Client, http: httpx.Client) -> None:
+    stopped = client.chat(model=CHAT, messages=[{"role": "user", "content": PROMPT}], options={"stop": ["pip in"]})
+    assert (stopped.message.content, stopped.done_reason) == ("Install rag with ", "stop")
+    pieces = ndjson(http.post("/api/chat", json={"model": CHAT, "messages": [{"role": "user", "content": PROMPT}],
+                                                 "options": {"stop": ["h pi"]}}))
+    assert "".join(p["message"]["content"] for p in pieces) == "Install rag wit"
+    limited = client.chat(model="qwen3:0.6b", messages=[{"role": "user", "content": PROMPT}],
+                          options={"num_predict": 3})
+    assert (limited.done_reason, limited.eval_count, limited.message.content) == ("length", 3, "")
+    assert limited.message.thinking == "The user asks: "
+
+
+def test_create_applies_parameters_and_system(client: ollama.Client, http: httpx.Client) -> None:
+    lines = ndjson(http.post("/api/create", json={"model": "Brief", "from": CHAT, "system": "be brief",
+                                                  "parameters": {"num_ctx": 60, "stop": ["pip"]}}))
+    statuses = [line["status"] for line in lines]
+    assert statuses[0].startswith("using existing layer sha256:") and statuses[-2:] == ["writing manifest", "success"]
+    assert sum(s.startswith("creating new layer sha256:") for s in statuses) == 2
+    shown = http.post("/api/show", json={"model": "brief"}).json()
+    assert shown["system"] == "be brief" and 'stop                           "pip"' in shown["parameters"]
+    assert "num_ctx                        60" in shown["parameters"] and "<|im_start|>" not in shown["parameters"]
+    history = [{"role": "user", "content": "old " * 100}, {"role": "user", "content": PROMPT}]
+    reply = client.chat(model="brief", messages=history)
+    assert reply.prompt_eval_count is not None and reply.prompt_eval_count <= 60
+    assert reply.message.content == "Install rag with "  # the model's stop applies
+    bigger = client.chat(model="brief", messages=history, options={"num_ctx": 4096})  # requests still win
+    assert bigger.prompt_eval_count is not None and bigger.prompt_eval_count > 100
+    assert "Brief:latest" in {m.model for m in client.list().models}  # listed as created, matched in any case
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "error"),
+    [
+        ({"from": CHAT}, 400, "model is required"),
+        ({"model": "x"}, 400, "neither 'from' or 'files' was specified"),
+        ({"model": "x", "from": "ghost"}, 404, "model 'ghost' not found"),
+        ({"model": "bad name!", "from": CHAT}, 400, "invalid model name"),
+        ({"model": "x", "from": CHAT, "parameters": {"num_ctx": "big"}}, 400,
+         'option "num_ctx" must be of type integer'),
+    ],
+)
+def test_create_errors(http: httpx.Client, body: dict, status: int, error: str) -> None:
+    reply = http.post("/api/create", json={**body, "stream": False})
+    assert (reply.status_code, reply.json()) == (status, {"error": error})
+
+
+def test_bge_m3_is_known_multilingual_and_pullable(client: ollama.Client) -> None:
+    assert "bge-m3:latest" not in {m.model for m in client.list().models}
+    client.pull("bge-m3")
+    shown = client.show("bge-m3")
+    assert shown.capabilities == ["embedding"]
+    assert (shown.modelinfo["bert.embedding_length"], shown.modelinfo["bert.context_length"]) == (1024, 8192)
+    zh = client.embed(model="bge-m3", input=["天空是蓝色的", "天空很蓝", "我喜欢吃面条"]).embeddings
+    assert cosine(zh[0], zh[1]) > cosine(zh[0], zh[2])
+
+
+def test_embedding_latency_faults(ollama_server_factory, monkeypatch: pytest.MonkeyPatch) -> None:
+    from rag.server import runs
+
+    slept: list[float] = []
+    monkeypatch.setattr(runs, "sleep", slept.append)
+    srv = ollama_server_factory(embed_ms_per_input=5, embed_ms_per_request=20)
+    with httpx.Client(base_url=srv.url, timeout=10) as raw:
+        raw.post("/api/embed", json={"model": EMBED, "input": ["a", "b", "c"]})
+        raw.post("/api/embeddings", json={"model": EMBED, "prompt": "a"})
+        raw.post("/v1/embeddings", json={"model": EMBED, "input": ["a", "b"]})
+        srv.embed_ms_per_request = 0  # faults are attributes, changeable at any time
+        raw.post("/api/embed", json={"model": EMBED, "input": "a"})
+        raw.post("/api/chat", json={"model": CHAT, "messages": [{"role": "user", "content": "hi"}]})
+    assert slept == [0.035, 0.025, 0.03, 0.005]
+
+
+def test_embedding_latency_flags_on_the_command_line() -> None:
+    from rag.server.__main__ import parse_args
+
+    args = parse_args(["--embed-ms-per-input", "2.5", "--embed-ms-per-request", "40"])
+    assert (args.embed_ms_per_input, args.embed_ms_per_request) == (2.5, 40.0)

@@ -25,6 +25,8 @@ Faults, as keyword arguments or attributes changed at any time: ``latency`` (sec
 503 "server busy"), ``exit_after=N`` (the server shuts down after N requests), ``old_server=True``
 (no ``/api/embed``, like Ollama before 0.3), ``stream_error_after=N`` (generate/chat streams send N
 pieces, then an ``{"error": ...}`` line). ``gpu=True`` makes ``/api/ps`` report models in VRAM.
+``embed_ms_per_input`` / ``embed_ms_per_request`` (milliseconds) slow every embedding call down like a
+real embedder, for benchmarks.
 
 From the shell (prints its URL on the first line, serves until Ctrl-C)::
 

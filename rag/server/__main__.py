@@ -25,6 +25,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="generate/chat streams fail after N pieces")
     parser.add_argument("--old-server", action="store_true", help="no /api/embed, like Ollama before 0.3")
     parser.add_argument("--gpu", action="store_true", help="report loaded models as in VRAM")
+    parser.add_argument("--embed-ms-per-input", type=float, default=0.0, metavar="MS",
+                        help="embedding latency: milliseconds slept per input embedded")
+    parser.add_argument("--embed-ms-per-request", type=float, default=0.0, metavar="MS",
+                        help="embedding latency: milliseconds slept per embedding request")
     parser.add_argument("--num-ctx", type=int, default=int(os.environ.get("OLLAMA_CONTEXT_LENGTH") or DEFAULT_NUM_CTX),
                         help="default context length (OLLAMA_CONTEXT_LENGTH, else 4096)")
     parser.add_argument("--verbose", action="store_true", help="log every request to stderr")
@@ -39,6 +43,7 @@ def main(argv: list[str] | None = None) -> int:
             args.engine, host=args.host, port=args.port, latency=args.latency, fail_every=args.fail_every,
             busy_every=args.busy_every, exit_after=args.exit_after, old_server=args.old_server,
             stream_error_after=args.stream_error_after, gpu=args.gpu, num_ctx=args.num_ctx, verbose=args.verbose,
+            embed_ms_per_input=args.embed_ms_per_input, embed_ms_per_request=args.embed_ms_per_request,
         ).start()
     except (EngineUnavailable, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)

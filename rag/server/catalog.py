@@ -4,7 +4,9 @@ Ollama's model-name rules (tag defaults to `latest`, matching ignores case)."""
 from __future__ import annotations
 
 import hashlib
+import json
 import re
+from typing import Any
 
 from rag.server.engine import ModelSpec
 
@@ -33,13 +35,15 @@ DEFAULT_CATALOG: tuple[ModelSpec, ...] = (
               4_683_087_332, CHATML_TEMPLATE, CHATML_PARAMETERS),
     ModelSpec("llama3.2:1b", "llama", ("completion",), 131072, 2048, "1.2B", "Q8_0",
               1_321_098_329, LLAMA3_TEMPLATE, LLAMA3_PARAMETERS),
+    # A thinking model: replies carry `thinking` unless the request sends `think: false`.
+    ModelSpec("qwen3:0.6b", "qwen3", ("completion", "tools", "thinking"), 40960, 1024, "751.63M", "Q4_K_M",
+              522_653_767, CHATML_TEMPLATE, CHATML_PARAMETERS),
 )
 
 DEFAULT_LIBRARY: tuple[ModelSpec, ...] = (
     ModelSpec("qwen2.5:0.5b", "qwen2", ("completion", "tools"), 32768, 896, "494.03M", "Q4_K_M",
               397_821_319, CHATML_TEMPLATE, CHATML_PARAMETERS),
-    ModelSpec("qwen3:0.6b", "qwen3", ("completion", "tools", "thinking"), 40960, 1024, "751.63M", "Q4_K_M",
-              522_653_767, CHATML_TEMPLATE, CHATML_PARAMETERS),
+    # Multilingual (Chinese included); pullable so that `--pull` and `rag models pull bge-m3` work.
     ModelSpec("bge-m3:latest", "bert", ("embedding",), 8192, 1024, "566.70M", "F16",
               1_157_672_605, EMBED_TEMPLATE),
     ModelSpec("gemma3:270m", "gemma3", ("completion",), 32768, 640, "268.10M", "Q8_0",
@@ -87,3 +91,36 @@ def find_spec(specs: tuple[ModelSpec, ...] | list[ModelSpec], name: str) -> Mode
     """The spec whose name matches ``name`` ignoring case and a missing `:latest`."""
     key = name_key(name)
     return next((s for s in specs if name_key(s.name) == key), None)
+
+
+def parse_parameters(text: str) -> dict[str, Any]:
+    """Modelfile PARAMETER lines (`num_ctx 8192`, `stop "<|im_end|>"`) as options; `stop` repeats into a list.
+
+    >>> parse_parameters('num_ctx    8192\\nstop "<|im_start|>"\\nstop "<|im_end|>"')
+    {'num_ctx': 8192, 'stop': ['<|im_start|>', '<|im_end|>']}
+    """
+    options: dict[str, Any] = {}
+    for line in text.splitlines():
+        key, _, raw = line.strip().partition(" ")
+        if not key:
+            continue
+        try:
+            value: Any = json.loads(raw.strip())
+        except json.JSONDecodeError:
+            value = raw.strip()
+        if key == "stop":
+            options.setdefault("stop", []).append(str(value))
+        else:
+            options[key] = value
+    return options
+
+
+def render_parameters(options: dict[str, Any]) -> str:
+    """Options as `/api/show`'s `parameters` text: the name padded to 30 columns, strings quoted."""
+    lines = []
+    for key, value in options.items():
+        for item in value if isinstance(value, list) else [value]:
+            shown = json.dumps(item, ensure_ascii=False) if not isinstance(item, (int, float)) or isinstance(
+                item, bool) else str(item)
+            lines.append(f"{key:<30} {shown}")
+    return "\n".join(lines)

@@ -35,6 +35,7 @@ ROUTES: dict[str, dict[str, Route]] = {
     "/api/ps": {"GET": native.ps},
     "/api/show": {"POST": native.show},
     "/api/pull": {"POST": native.pull},
+    "/api/create": {"POST": native.create},
     "/api/copy": {"POST": native.copy},
     "/api/delete": {"DELETE": native.delete},
     "/api/embed": {"POST": native.embed},
@@ -89,6 +90,8 @@ class OllamaServer:
         gpu: bool = False,
         num_ctx: int = DEFAULT_NUM_CTX,
         verbose: bool = False,
+        embed_ms_per_input: float = 0.0,
+        embed_ms_per_request: float = 0.0,
     ) -> None:
         self.engine = make_engine(engine)
         self.registry = Registry(self.engine.models(), tuple(getattr(self.engine, "library", ())))
@@ -96,6 +99,8 @@ class OllamaServer:
         self.latency, self.fail_every, self.busy_every = latency, fail_every, busy_every
         self.exit_after, self.old_server, self.stream_error_after = exit_after, old_server, stream_error_after
         self.gpu, self.num_ctx, self.verbose = gpu, num_ctx, verbose
+        # Embedding latency for benchmarks: slept in /api/embed, /api/embeddings and /v1/embeddings.
+        self.embed_ms_per_input, self.embed_ms_per_request = embed_ms_per_input, embed_ms_per_request
         self._lock = threading.Lock()
         self._requests: list[RecordedRequest] = []
         self._count = 0

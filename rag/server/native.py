@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable, Iterator
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from rag.server.catalog import digest_of, is_valid_name
+from rag.server.catalog import digest_of, full_name, is_valid_name, parse_parameters, render_parameters
 from rag.server.engine import ContextExceeded, ModelSpec
 from rag.server.protocol import (
     ApiError,
@@ -16,6 +17,8 @@ from rag.server.protocol import (
     Request,
     StreamReply,
     TextReply,
+    check_options,
+    decode,
     get_field,
     model_field,
     now_iso,
@@ -24,7 +27,20 @@ from rag.server.protocol import (
     rfc3339,
 )
 from rag.server.registry import Installed, details
-from rag.server.runs import Run, options_for, require_generator, unit_vectors
+from rag.server.runs import (
+    DEFAULT_NUM_KEEP,
+    Run,
+    Shape,
+    check_format,
+    embed_delay,
+    fit_prompt,
+    options_for,
+    require_generator,
+    thinking_text,
+    thinks,
+    truncate_inputs,
+    unit_vectors,
+)
 
 if TYPE_CHECKING:
     from rag.server.http import OllamaServer
@@ -80,12 +96,12 @@ def ps(srv: OllamaServer, req: Request) -> Reply:
 
 def show(srv: OllamaServer, req: Request) -> Reply:
     """`POST /api/show`: metadata, including `<family>.embedding_length` and `.context_length`."""
-    name = model_field(req.body, "ShowRequest")
+    name = model_field(decode(req.body, "ShowRequest"), "ShowRequest")
     if not name:
         raise ApiError(400, "model is required")
     model = srv.registry.find(name)
-    if model is None:
-        raise ApiError(404, f"model '{name}' not found")
+    if model is None:  # /api/show names the model as it resolved it, tag included
+        raise ApiError(404, f"model '{full_name(name)}' not found")
     spec = model.spec
     body: dict[str, Any] = {
         "license": "",
@@ -129,7 +145,7 @@ def _parameter_count(size: str) -> int:
 
 def pull(srv: OllamaServer, req: Request) -> Reply:
     """`POST /api/pull`: streamed progress; library models get installed."""
-    name = model_field(req.body, "PullRequest")
+    name = model_field(decode(req.body, "PullRequest"), "PullRequest")
     if not name:
         raise ApiError(400, "model is required")
     if not is_valid_name(name):
@@ -161,12 +177,56 @@ def _pull_lines(srv: OllamaServer, name: str) -> Iterator[dict[str, Any]]:
     yield {"status": "writing manifest"}
     if srv.registry.find(name) is None:
         srv.registry.install(spec, engine_name)
+    yield {"status": "removing any unused layers"}
     yield {"status": "success"}
+
+
+def create(srv: OllamaServer, req: Request) -> Reply:
+    """`POST /api/create` from an installed model, with `parameters` and `system` on top: the new model
+    is listed, shown with its parameters, and its options (e.g. `num_ctx`) apply to every route."""
+    body = decode(req.body, "CreateRequest")
+    name = model_field(body, "CreateRequest")
+    if not name:
+        raise ApiError(400, "model is required")
+    if not is_valid_name(name):
+        raise ApiError(400, "invalid model name")
+    source = get_field(body, "from", str, "CreateRequest", "").strip()
+    if not source:
+        raise ApiError(400, "neither 'from' or 'files' was specified")
+    base = srv.registry.find(source)
+    if base is None:
+        raise ApiError(404, f"model '{source}' not found")
+    parameters = check_options(get_field(body, "parameters", dict, "CreateRequest", {}), status=400)
+    system = get_field(body, "system", str, "CreateRequest", None)
+    template = get_field(body, "template", str, "CreateRequest", None)
+    merged = {**parse_parameters(base.spec.parameters), **parameters}
+    spec = dataclasses.replace(
+        base.spec, parameters=render_parameters(merged),
+        system=base.spec.system if system is None else system,
+        template=base.spec.template if template is None else template,
+    )
+    new_layers = [part for part, given in (("params", parameters), ("system", system), ("template", template))
+                  if given]
+
+    def lines() -> Iterator[dict[str, Any]]:
+        for part in ("model", "template"):
+            yield {"status": f"using existing layer sha256:{digest_of(f'{base.engine_name}/{part}')}"}
+        for part in new_layers:
+            yield {"status": f"creating new layer sha256:{digest_of(f'{name}/{part}')}"}
+        yield {"status": "writing manifest"}
+        srv.registry.install(spec, base.engine_name, name)
+        yield {"status": "success"}
+
+    if get_field(body, "stream", bool, "CreateRequest", True):
+        return StreamReply(lines())
+    for _ in lines():
+        pass
+    return JsonReply({"status": "success"})
 
 
 def copy(srv: OllamaServer, req: Request) -> Reply:
     """`POST /api/copy`: 200 with an empty body."""
-    source = get_field(req.body, "source", str, "CopyRequest", "").strip()
+    source = get_field(decode(req.body, "CopyRequest"), "source", str, "CopyRequest", "").strip()
     destination = get_field(req.body, "destination", str, "CopyRequest", "").strip()
     if not source or not destination:
         raise ApiError(400, "source and destination are required")
@@ -181,7 +241,7 @@ def copy(srv: OllamaServer, req: Request) -> Reply:
 
 def delete(srv: OllamaServer, req: Request) -> Reply:
     """`DELETE /api/delete`: 200 with an empty body, or 404."""
-    name = model_field(req.body, "DeleteRequest")
+    name = model_field(decode(req.body, "DeleteRequest"), "DeleteRequest")
     if not name:
         raise ApiError(400, "model is required")
     if not srv.registry.delete(name):
@@ -192,18 +252,20 @@ def delete(srv: OllamaServer, req: Request) -> Reply:
 def embed(srv: OllamaServer, req: Request) -> Reply:
     """`POST /api/embed`: unit float32 vectors, truncation per `truncate`, empty input just loads."""
     start = time.perf_counter_ns()
-    name = model_field(req.body, "EmbedRequest")
+    name = model_field(decode(req.body, "EmbedRequest"), "EmbedRequest")
+    texts = _inputs(req.body.get("input"))
     model = srv.registry.find(name)
     if model is None:
         raise ApiError(404, f"model '{name}' not found" if not name else
                        f'model "{name}" not found, try pulling it first')
-    texts = _inputs(req.body.get("input"))
     truncate = get_field(req.body, "truncate", bool, "EmbedRequest", True)
-    dimensions = get_field(req.body, "dimensions", int, "EmbedRequest", 0)
+    dimensions = int(get_field(req.body, "dimensions", int, "EmbedRequest", 0))
     options = options_for(srv, req.body, model, "EmbedRequest")
     load_ns = srv.registry.load(model, options["num_ctx"], parse_keep_alive(req.body.get("keep_alive")))
     reply: dict[str, Any] = {"model": name, "embeddings": []}
+    embed_delay(srv, len(texts))
     if texts:
+        texts = truncate_inputs(texts, options["num_ctx"], truncate)
         try:
             vectors, count = srv.engine.embed(model.engine_name, texts, truncate=truncate)
         except ContextExceeded:
@@ -225,7 +287,7 @@ def _inputs(value: Any) -> list[str]:
 
 def embeddings(srv: OllamaServer, req: Request) -> Reply:
     """`POST /api/embeddings` (legacy): one prompt, the raw un-normalised vector, no metrics."""
-    name = model_field(req.body, "EmbeddingRequest")
+    name = model_field(decode(req.body, "EmbeddingRequest"), "EmbeddingRequest")
     if not name:
         raise ApiError(400, "model is required")
     model = srv.registry.find(name)
@@ -234,6 +296,7 @@ def embeddings(srv: OllamaServer, req: Request) -> Reply:
     prompt = get_field(req.body, "prompt", str, "EmbeddingRequest", "")
     options = options_for(srv, req.body, model, "EmbeddingRequest")
     srv.registry.load(model, options["num_ctx"], parse_keep_alive(req.body.get("keep_alive")))
+    embed_delay(srv, 1 if prompt else 0)
     if not prompt:
         return JsonReply({"embedding": []})
     vectors, _ = srv.engine.embed(model.engine_name, [prompt], truncate=True)
@@ -243,7 +306,7 @@ def embeddings(srv: OllamaServer, req: Request) -> Reply:
 def generate(srv: OllamaServer, req: Request) -> Reply:
     """`POST /api/generate`: NDJSON stream by default, one object with `stream: false`."""
     start = time.perf_counter_ns()
-    body = req.body
+    body = decode(req.body, "GenerateRequest")
     name = model_field(body, "GenerateRequest")
     if not name:
         raise ApiError(404, "model '' not found")
@@ -254,23 +317,32 @@ def generate(srv: OllamaServer, req: Request) -> Reply:
     if raw and (body.get("template") or body.get("system") or body.get("context")):
         raise ApiError(400, "raw mode does not support template, system, or context")
     stream = get_field(body, "stream", bool, "GenerateRequest", True)
+    think = thinks(model, body.get("think"))
+    fmt = check_format(body.get("format"))
     options = options_for(srv, body, model, "GenerateRequest")
     keep_alive = parse_keep_alive(body.get("keep_alive"))
     load_ns = srv.registry.load(model, options["num_ctx"], keep_alive)
     if not prompt:
         return JsonReply(_loaded(name, keep_alive, {"response": ""}))
+    prompt = fit_prompt(prompt, system, options["num_ctx"], int(options.get("num_keep", DEFAULT_NUM_KEEP)))
     engine_ns = time.perf_counter_ns()
     gen = srv.engine.generate(model.engine_name, prompt, system, options)
-    run = Run(gen, start, load_ns, engine_ns, srv.stream_error_after)
+    shape = Shape.of(options, thinking_text(prompt) if think else "", fmt)
+    run = Run(gen, start, load_ns, engine_ns, srv.stream_error_after, shape)
 
-    def piece(text: str) -> dict[str, Any]:
-        return {"model": name, "created_at": now_iso(), "response": text, "done": False}
+    def piece(kind: str, text: str) -> dict[str, Any]:
+        line = {"model": name, "created_at": now_iso(), "response": "", "done": False}
+        line["thinking" if kind == "thinking" else "response"] = text
+        return line
 
-    def final(text: str) -> dict[str, Any]:
-        tail: dict[str, Any] = {"done_reason": gen.done_reason}
+    def final(thinking: str, text: str) -> dict[str, Any]:
+        tail: dict[str, Any] = {"done_reason": run.done_reason}
         if not raw:
-            tail["context"] = list(range(1, gen.prompt_tokens + gen.completion_tokens + 1))
-        return {**piece(text), "done": True, **tail, **run.metrics()}
+            tail["context"] = list(range(1, gen.prompt_tokens + run.eval_count + 1))
+        head = piece("content", text)
+        if thinking:
+            head["thinking"] = thinking
+        return {**head, "done": True, **tail, **run.metrics()}
 
     return respond(run, stream, piece, final)
 
@@ -278,30 +350,45 @@ def generate(srv: OllamaServer, req: Request) -> Reply:
 def chat(srv: OllamaServer, req: Request) -> Reply:
     """`POST /api/chat`: NDJSON stream by default, one object with `stream: false`."""
     start = time.perf_counter_ns()
-    body = req.body
+    body = decode(req.body, "ChatRequest")
     name = model_field(body, "ChatRequest")
     if not name:
         raise ApiError(400, "model is required")
     model = require_generator(srv, name, body, "chat")
     messages = chat_messages(get_field(body, "messages", list, "ChatRequest", []))
     stream = get_field(body, "stream", bool, "ChatRequest", True)
+    think = thinks(model, body.get("think"))
+    fmt = check_format(body.get("format"))
     options = options_for(srv, body, model, "ChatRequest")
     keep_alive = parse_keep_alive(body.get("keep_alive"))
     load_ns = srv.registry.load(model, options["num_ctx"], keep_alive)
     if not messages:
         return JsonReply(_loaded(name, keep_alive, {"message": {"role": "assistant", "content": ""}}))
-    engine_ns = time.perf_counter_ns()
-    gen = srv.engine.chat(model.engine_name, messages, options)
-    run = Run(gen, start, load_ns, engine_ns, srv.stream_error_after)
+    run = start_chat(srv, model, messages, options, start, load_ns, think, fmt)
 
-    def piece(text: str) -> dict[str, Any]:
-        message = {"role": "assistant", "content": text}
+    def piece(kind: str, text: str) -> dict[str, Any]:
+        message = {"role": "assistant", "content": "", kind: text}
         return {"model": name, "created_at": now_iso(), "message": message, "done": False}
 
-    def final(text: str) -> dict[str, Any]:
-        return {**piece(text), "done": True, "done_reason": gen.done_reason, **run.metrics()}
+    def final(thinking: str, text: str) -> dict[str, Any]:
+        line = piece("content", text)
+        if thinking:
+            line["message"]["thinking"] = thinking
+        return {**line, "done": True, "done_reason": run.done_reason, **run.metrics()}
 
     return respond(run, stream, piece, final)
+
+
+def start_chat(srv: OllamaServer, model: Installed, messages: list[dict[str, Any]], options: dict[str, Any],
+               start: int, load_ns: int, think: bool, fmt: Any) -> Run:
+    """Run the engine on a conversation, shaped by thinking, `format`, `stop` and `num_predict`."""
+    if model.spec.system and not any(m.get("role") == "system" for m in messages):
+        messages = [{"role": "system", "content": model.spec.system}, *messages]  # the Modelfile SYSTEM
+    engine_ns = time.perf_counter_ns()
+    gen = srv.engine.chat(model.engine_name, messages, options)
+    users = [str(m.get("content") or "") for m in messages if m.get("role") == "user"]
+    thinking = thinking_text(users[-1] if users else "") if think else ""
+    return Run(gen, start, load_ns, engine_ns, srv.stream_error_after, Shape.of(options, thinking, fmt))
 
 
 def chat_messages(raw: list[Any]) -> list[dict[str, Any]]:
@@ -324,15 +411,14 @@ def _loaded(name: str, keep_alive: timedelta, fields: dict[str, Any]) -> dict[st
 
 
 def respond(
-    run: Run, stream: bool, piece: Callable[[str], dict[str, Any]], final: Callable[[str], dict[str, Any]]
+    run: Run, stream: bool, piece: Callable[[str, str], dict[str, Any]], final: Callable[[str, str], dict[str, Any]]
 ) -> Reply:
     """A streamed reply (pieces, then the final object) or the final object holding the whole text."""
     if stream:
         def lines() -> Iterator[dict[str, Any]]:
-            for text in run.pieces():
-                yield piece(text)
-            yield final("")
+            for kind, text in run.parts():
+                yield piece(kind, text)
+            yield final("", "")
 
         return StreamReply(lines())
-    return JsonReply(final("".join(run.pieces())))
-
+    return JsonReply(final(*run.joined()))
