@@ -4,12 +4,13 @@
     ├── ConfigError               a bad setting or argument
     ├── OllamaError               anything that went wrong talking to Ollama; carries ``host``
     │   ├── OllamaUnreachable     connection refused / DNS failure (plain *and* streamed calls)
-    │   ├── OllamaTimeout         connect or read timeout
+    │   ├── OllamaTimeout         connect or read timeout; carries ``phase`` (connect, read, write, pool)
     │   ├── ModelNotFound         404 for a model; carries ``model``
     │   ├── ModelCapabilityError  e.g. an embedding-only model asked to chat; carries ``model``
     │   ├── ServerBusy            503 after retries ran out
     │   ├── StreamError           an ``{"error": ...}`` line in the middle of a stream
     │   └── OllamaResponseError   any other HTTP error status; carries ``status``
+    │       └── OllamaAuthError   401 / 403: credentials missing or refused (a proxy in front of Ollama)
     ├── IndexMismatch             the index was built with other settings (model, dims, prefixes, chunking)
     ├── StoreError                Chroma failed (locked, corrupt, missing)
     │   ├── IndexLocked           another process is writing the collection; carries ``pid``, ``host``, ``since``
@@ -45,7 +46,12 @@ class OllamaUnreachable(OllamaError):
 
 
 class OllamaTimeout(OllamaError):
-    """The server did not answer in time."""
+    """The server did not answer in time. ``phase`` says which timeout fired: a read timeout is not
+    retried (the server may still be working on the request)."""
+
+    def __init__(self, message: str, *, host: str = "", phase: str = "read") -> None:
+        super().__init__(message, host=host)
+        self.phase = phase
 
 
 class ModelNotFound(OllamaError):
@@ -78,6 +84,10 @@ class OllamaResponseError(OllamaError):
     def __init__(self, message: str, *, host: str = "", status: int = 0) -> None:
         super().__init__(message, host=host)
         self.status = status
+
+
+class OllamaAuthError(OllamaResponseError):
+    """401 or 403: the server (or the proxy in front of it) wants credentials, or refused them."""
 
 
 class IndexMismatch(RagError):

@@ -1,27 +1,38 @@
-"""The one seam between `rag` and the `ollama` SDK: host rules, finite timeouts, error mapping, retries.
+"""The one seam between `rag` and the `ollama` SDK: host rules, credentials, finite timeouts, error
+mapping, retries.
 
 Every call into the SDK goes through `call()` (plain) or `stream()` (streamed), so that the SDK's
 inconsistent exceptions (built-in ``ConnectionError`` on plain calls, raw ``httpx.ConnectError`` on
 streamed ones, unwrapped timeouts, pydantic errors for an empty model) all become `ingest.errors` types.
+Requests the SDK has no method for (`GET /`, raw `/api/show`, `/v1`) go through `request()` on an
+`httpx.Client` from `make_http()`, with the same base URL, timeouts and credentials; only public SDK
+names are used (`ollama.Client`, `ollama.ResponseError`), so any `ollama` 0.x from 0.6 on fits.
+
+Credentials: ``OLLAMA_HOST=https://user:pass@host`` (or ``--host`` with the same form) sends HTTP basic
+auth, for an Ollama behind an authenticating proxy. `resolve_host` returns the URL *without* them, so
+the host that errors, `doctor`, `status` and ``--json`` print never holds a password; the credentials
+are kept here, by base URL, and only `make_client` / `make_http` read them.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import random
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, TypeVar
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit
 
 import httpx
 import ollama
 import pydantic
-from ollama._client import _parse_host
 
 from ingest.errors import (
     ModelCapabilityError,
     ModelNotFound,
+    OllamaAuthError,
     OllamaError,
     OllamaResponseError,
     OllamaTimeout,
@@ -33,33 +44,45 @@ from ingest.errors import (
 
 T = TypeVar("T")
 
+DEFAULT_PORT = 11434
 DEFAULT_CONNECT_TIMEOUT = 5.0
 DEFAULT_READ_TIMEOUT = 300.0  # a cold model load on a CPU box can take minutes
 DEFAULT_RETRIES = 3
+# No retry starts once this many seconds have passed since the first attempt: with a read timeout of
+# minutes, "3 retries" alone could keep a user waiting for a quarter of an hour.
+DEFAULT_RETRY_DEADLINE = 60.0
 RETRY_BASE_DELAY = 0.5
 
 
 @dataclass(frozen=True)
 class Timeouts:
-    """Finite timeouts in seconds: short to connect, generous to read (cold model loads)."""
+    """Finite timeouts in seconds: short to connect, generous to read (cold model loads); and the
+    overall deadline after which no retry starts."""
 
     connect: float = DEFAULT_CONNECT_TIMEOUT
     read: float = DEFAULT_READ_TIMEOUT
+    retry_deadline: float = DEFAULT_RETRY_DEADLINE
 
     def to_httpx(self) -> httpx.Timeout:
         return httpx.Timeout(connect=self.connect, read=self.read, write=self.read, pool=self.connect)
 
     @classmethod
     def from_env(cls) -> Timeouts:
-        """`RAG_CONNECT_TIMEOUT` / `RAG_READ_TIMEOUT` override the defaults."""
+        """`RAG_CONNECT_TIMEOUT` / `RAG_READ_TIMEOUT` / `RAG_RETRY_DEADLINE` override the defaults."""
         return cls(
             connect=float(os.environ.get("RAG_CONNECT_TIMEOUT", DEFAULT_CONNECT_TIMEOUT)),
             read=float(os.environ.get("RAG_READ_TIMEOUT", DEFAULT_READ_TIMEOUT)),
+            retry_deadline=float(os.environ.get("RAG_RETRY_DEADLINE", DEFAULT_RETRY_DEADLINE)),
         )
 
 
+# base URL (without credentials) -> (user, password), filled by `resolve_host`.
+_credentials: dict[str, tuple[str, str]] = {}
+
+
 def resolve_host(host: str | None = None) -> str:
-    """The base URL: ``host`` if given, else ``OLLAMA_HOST``, by the SDK's rules; 0.0.0.0 means loopback.
+    """The base URL: ``host`` if given, else ``OLLAMA_HOST``, by the SDK's rules; 0.0.0.0 means
+    loopback. Credentials in the URL are remembered for `make_client` and left out of the result.
 
     >>> resolve_host("localhost:1234")
     'http://localhost:1234'
@@ -69,24 +92,80 @@ def resolve_host(host: str | None = None) -> str:
     'http://127.0.0.1:5000'
     >>> resolve_host("https://ollama.example.com")
     'https://ollama.example.com:443'
+    >>> resolve_host("https://me:s3cret@ollama.example.com/ollama/")
+    'https://ollama.example.com:443/ollama'
+    >>> resolve_host("[::1]:5000")
+    'http://[::1]:5000'
     """
-    url = _parse_host(host if host else os.environ.get("OLLAMA_HOST"))
-    parts = urlsplit(url)
-    # A server listens on 0.0.0.0 / [::]; a client must connect to loopback instead.
-    if parts.hostname in ("0.0.0.0", "::"):
-        netloc = f"127.0.0.1:{parts.port}" if parts.port else "127.0.0.1"
-        url = urlunsplit(parts._replace(netloc=netloc))
+    raw = host if host else os.environ.get("OLLAMA_HOST") or ""
+    url, user, password = _split_host(raw)
+    if user or password:
+        _credentials[url] = (user, password)
     return url
 
 
+def _split_host(raw: str) -> tuple[str, str, str]:
+    # The SDK's rules (ollama._client._parse_host), restated here because that function is private.
+    scheme, _, hostport = raw.strip().partition("://")
+    port = DEFAULT_PORT
+    if not hostport:
+        scheme, hostport = "http", raw.strip()
+    elif scheme == "http":
+        port = 80
+    elif scheme == "https":
+        port = 443
+    parts = urlsplit(f"{scheme}://{hostport}")
+    name = parts.hostname or "127.0.0.1"
+    # A server listens on 0.0.0.0 / [::]; a client must connect to loopback instead.
+    if name in ("0.0.0.0", "::"):
+        name = "127.0.0.1"
+    try:
+        if isinstance(ipaddress.ip_address(name), ipaddress.IPv6Address):
+            name = f"[{name}]"
+    except ValueError:
+        pass
+    url = f"{scheme}://{name}:{parts.port or port}"
+    path = parts.path.strip("/")
+    if path:
+        url += f"/{path}"
+    return url, unquote(parts.username or ""), unquote(parts.password or "")
+
+
+def _auth(url: str) -> httpx.BasicAuth | None:
+    user, password = _credentials.get(url, ("", ""))
+    return httpx.BasicAuth(user, password) if (user or password) else None
+
+
 def make_client(host: str | None = None, timeouts: Timeouts | None = None) -> ollama.Client:
-    """An SDK client for ``host`` with finite timeouts (the SDK's default is none)."""
-    return ollama.Client(host=resolve_host(host), timeout=(timeouts or Timeouts.from_env()).to_httpx())
+    """An SDK client for ``host`` with finite timeouts (the SDK's default is none) and the host's
+    basic-auth credentials, if it has any."""
+    url = resolve_host(host)
+    return ollama.Client(host=url, timeout=(timeouts or Timeouts.from_env()).to_httpx(), auth=_auth(url))
 
 
-def client_host(client: ollama.Client) -> str:
-    """The base URL an SDK client talks to."""
-    return str(client._client.base_url).rstrip("/")
+def make_http(host: str | None = None, timeouts: Timeouts | None = None) -> httpx.Client:
+    """A plain HTTP client for the requests the SDK has no method for; same URL, timeouts and auth."""
+    url = resolve_host(host)
+    headers = {"Accept": "application/json"}
+    api_key = os.environ.get("OLLAMA_API_KEY")
+    if api_key:  # what the SDK sends too; basic auth, when given, replaces it
+        headers["Authorization"] = f"Bearer {api_key}"
+    return httpx.Client(
+        base_url=url,
+        timeout=(timeouts or Timeouts.from_env()).to_httpx(),
+        auth=_auth(url),
+        headers=headers,
+        follow_redirects=True,
+    )
+
+
+def request(http: httpx.Client, method: str, path: str, **kwargs: Any) -> httpx.Response:
+    """One request; an error status raises `ollama.ResponseError` as the SDK's own calls do, so that
+    `call()` maps both the same way."""
+    response = http.request(method, path, **kwargs)
+    if response.status_code >= 400:
+        raise ollama.ResponseError(response.text, response.status_code)
+    return response
 
 
 def map_error(exc: BaseException, host: str, model: str = "", action: str = "") -> RagError:
@@ -94,10 +173,12 @@ def map_error(exc: BaseException, host: str, model: str = "", action: str = "") 
     if isinstance(exc, RagError):
         return exc
     if isinstance(exc, httpx.TimeoutException):
+        phase = _TIMEOUT_PHASES.get(type(exc), "read")
         return OllamaTimeout(
             f"Ollama at {host} did not answer in time ({type(exc).__name__}) — the model may still be "
             "loading: retry, or raise the read timeout with RAG_READ_TIMEOUT=SECONDS",
             host=host,
+            phase=phase,
         )
     if isinstance(exc, (ConnectionError, httpx.ConnectError, httpx.NetworkError)):
         return OllamaUnreachable(
@@ -135,6 +216,8 @@ def map_error(exc: BaseException, host: str, model: str = "", action: str = "") 
                 host=host,
                 model=name,
             )
+        if status in (401, 403):
+            return _auth_error(host, status)
         if status == 503:
             return ServerBusy(
                 f"Ollama at {host} is busy (503: {text}) — retry later, or raise OLLAMA_MAX_QUEUE on the server",
@@ -148,6 +231,32 @@ def map_error(exc: BaseException, host: str, model: str = "", action: str = "") 
     if isinstance(exc, httpx.HTTPError):
         return OllamaError(f"HTTP error talking to Ollama at {host}: {exc} — check OLLAMA_HOST", host=host)
     raise exc
+
+
+_TIMEOUT_PHASES: dict[type, str] = {
+    httpx.ConnectTimeout: "connect",
+    httpx.PoolTimeout: "pool",
+    httpx.ReadTimeout: "read",
+    httpx.WriteTimeout: "write",
+}
+
+
+def _auth_error(host: str, status: int) -> OllamaAuthError:
+    has_credentials = host in _credentials
+    if status == 401:
+        what = "asks for credentials" if not has_credentials else "refused the credentials"
+        fix = (
+            "set OLLAMA_HOST=https://USER:PASSWORD@HOST (or --host) with the proxy's user and password"
+            if not has_credentials
+            else "check the user and password in OLLAMA_HOST=https://USER:PASSWORD@HOST (or --host)"
+        )
+    else:  # 403: a proxy that denies this user, or Ollama's own check of the Host header
+        what = "refused access (403 Forbidden)"
+        fix = (
+            "check the user in OLLAMA_HOST=https://USER:PASSWORD@HOST; if no proxy is in front, "
+            "Ollama rejects the Host header: connect to it by a local name or IP"
+        )
+    return OllamaAuthError(f"Ollama at {host} {what} ({status}) — {fix}", host=host, status=status)
 
 
 def _error_text(error: object) -> str:
@@ -164,10 +273,34 @@ def _quoted_name(text: str) -> str:
     return "?"
 
 
-def _retryable(err: RagError) -> bool:
-    if isinstance(err, (OllamaUnreachable, ServerBusy, OllamaTimeout)):
+def _retryable(err: RagError, retry_read_timeouts: bool) -> bool:
+    # A read timeout means the server took the request and is (maybe still) working on it: sending it
+    # again queues a second copy behind the first and multiplies the wait, so it is not retried unless
+    # asked. A connect or pool timeout never reached the server.
+    if isinstance(err, OllamaTimeout):
+        return retry_read_timeouts or err.phase in ("connect", "pool")
+    if isinstance(err, (OllamaUnreachable, ServerBusy)):
         return True
     return isinstance(err, OllamaResponseError) and err.status >= 500
+
+
+def _backoff(attempt: int) -> float:
+    # Exponential with "equal jitter": half fixed, half random, so clients that failed together do
+    # not retry together.
+    delay = RETRY_BASE_DELAY * (2**attempt)
+    return delay / 2 + random.uniform(0, delay / 2)
+
+
+def _wait_before_retry(err: RagError, attempt: int, retries: int, started: float, deadline: float,
+                       retry_read_timeouts: bool) -> bool:
+    """Sleep before the next attempt and return True, or return False when no retry is due."""
+    if attempt >= retries or not _retryable(err, retry_read_timeouts):
+        return False
+    delay = _backoff(attempt)
+    if time.monotonic() - started + delay > deadline:
+        return False
+    time.sleep(delay)
+    return True
 
 
 def call(
@@ -175,43 +308,49 @@ def call(
     *args: Any,
     host: str,
     retries: int = 0,
+    deadline: float = DEFAULT_RETRY_DEADLINE,
+    retry_read_timeouts: bool = False,
     **kwargs: Any,
 ) -> T:
     """Run one plain SDK call ``fn(*args, **kwargs)``; map its errors; retry connection errors,
-    5xx and 503 with backoff. The model named in error messages is ``kwargs["model"]`` or the
-    first positional string argument."""
+    5xx and 503 with jittered backoff, at most ``retries`` times and never after ``deadline`` seconds.
+    The model named in error messages is ``kwargs["model"]`` or the first positional string argument."""
     model = str(kwargs.get("model") or next((a for a in args if isinstance(a, str)), ""))
-    attempt = 0
+    attempt, started = 0, time.monotonic()
     while True:
         try:
             return fn(*args, **kwargs)
         except (ollama.ResponseError, ConnectionError, httpx.HTTPError, pydantic.ValidationError) as exc:
             err = map_error(exc, host, model)
-            if attempt >= retries or not _retryable(err):
+            if not _wait_before_retry(err, attempt, retries, started, deadline, retry_read_timeouts):
                 raise err from None
-            time.sleep(RETRY_BASE_DELAY * (2**attempt))
             attempt += 1
 
 
 def stream(
-    open_stream: Callable[[], Iterator[T]], *, host: str, model: str = "", retries: int = 0
+    open_stream: Callable[[], Iterator[T]],
+    *,
+    host: str,
+    model: str = "",
+    retries: int = 0,
+    deadline: float = DEFAULT_RETRY_DEADLINE,
+    retry_read_timeouts: bool = False,
 ) -> Iterator[T]:
     """Iterate a streamed SDK call, mapping errors raised lazily on ``next()``.
 
     Retries (for 503/connection errors) happen only before the first item arrives: after that the
     caller has already seen output and a silent restart would duplicate it.
     """
-    attempt = 0
+    attempt, started = 0, time.monotonic()
     while True:
-        started = False
+        is_started = False
         try:
             for item in open_stream():
-                started = True
+                is_started = True
                 yield item
             return
         except (ollama.ResponseError, ConnectionError, httpx.HTTPError, pydantic.ValidationError) as exc:
             err = map_error(exc, host, model)
-            if started or attempt >= retries or not _retryable(err):
+            if is_started or not _wait_before_retry(err, attempt, retries, started, deadline, retry_read_timeouts):
                 raise err from None
-            time.sleep(RETRY_BASE_DELAY * (2**attempt))
             attempt += 1

@@ -15,7 +15,16 @@ import ollama
 from ollama import ChatResponse, GenerateResponse, Message
 
 from ingest.errors import ConfigError, ModelCapabilityError, ModelNotFound, OllamaError, StreamError
-from ingest.ollama_calls import DEFAULT_RETRIES, Timeouts, call, make_client, resolve_host, stream
+from ingest.ollama_calls import (
+    DEFAULT_RETRIES,
+    Timeouts,
+    call,
+    make_client,
+    make_http,
+    request,
+    resolve_host,
+    stream,
+)
 from rag import client_v1 as v1
 from rag.client_v1 import Think
 from rag.config import DEFAULT_CHAT_MODEL
@@ -63,10 +72,12 @@ class OllamaClient:
         self.retries = retries
         self.api: Api = api
         self._sdk = make_client(self.host, self.timeouts)
+        self._http = make_http(self.host, self.timeouts)  # for the requests the SDK has no method for
 
     def close(self) -> None:
-        """Close the HTTP connection pool."""
+        """Close the HTTP connection pools."""
         self._sdk.close()
+        self._http.close()
 
     def __enter__(self) -> OllamaClient:
         return self
@@ -81,18 +92,21 @@ class OllamaClient:
 
     def _call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         # `call` names the model in errors after the first positional string: keep the model first.
-        return call(fn, *args, host=self.host, retries=self.retries, **kwargs)
+        deadline = self.timeouts.retry_deadline
+        return call(fn, *args, host=self.host, retries=self.retries, deadline=deadline, **kwargs)
 
     def _stream(self, open_stream: Callable[[], Iterator[T]], model: str = "") -> Iterator[T]:
-        return stream(open_stream, host=self.host, model=model, retries=self.retries)
+        return stream(
+            open_stream, host=self.host, model=model, retries=self.retries, deadline=self.timeouts.retry_deadline
+        )
 
     def _raw(self, method: str, path: str, *, model: str = "", **kwargs: Any) -> httpx.Response:
-        """One request through the SDK's own helper: same timeouts, and errors the seam maps."""
+        """One request the SDK has no method for: same timeouts and credentials, errors the seam maps."""
 
-        def request(_model: str) -> httpx.Response:  # `_model` only names the model in errors
-            return self._sdk._request_raw(method, path, **kwargs)
+        def send(_model: str) -> httpx.Response:  # `_model` only names the model in errors
+            return request(self._http, method, path, **kwargs)
 
-        return self._call(request, model)
+        return self._call(send, model)
 
     def _json(self, response: httpx.Response) -> dict[str, Any]:
         try:
@@ -262,7 +276,7 @@ class OllamaClient:
             body = v1.chat_body(model, messages, options, think, stream)
             if stream:
                 return self._stream(
-                    lambda: v1.chat_lines(self._sdk._client, self.host, body, model), model=model
+                    lambda: v1.chat_lines(self._http, self.host, body, model), model=model
                 )
             data = self._json(self._raw("POST", "/v1/chat/completions", json=body, model=model))
             return v1.chat_response(data, model)
