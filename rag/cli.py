@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from rag import cli_ask, cli_index, cli_models
+from rag import cli_ask, cli_index, cli_models, cli_serve
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -13,7 +13,7 @@ def cli() -> None:
     """Ask questions over a folder of private documents, with a local Ollama server and Chroma."""
 
 
-for command in (*cli_index.COMMANDS, *cli_ask.COMMANDS, *cli_models.COMMANDS):
+for command in (*cli_index.COMMANDS, *cli_ask.COMMANDS, *cli_models.COMMANDS, *cli_serve.COMMANDS):
     cli.add_command(command)
 
 

@@ -1,0 +1,60 @@
+"""`rag serve`: the web page, its HTTP API and the collections as Ollama / OpenAI models."""
+
+from __future__ import annotations
+
+import os
+
+import click
+
+from ingest.errors import ConfigError
+from rag.options import store_options
+from rag.output import handle_errors, note
+
+DEFAULT_PORT = 8765
+
+
+@click.command("serve")
+@store_options
+@click.option("--port", type=click.IntRange(0, 65535), default=DEFAULT_PORT, show_default=True,
+              help="Port to listen on (0 picks a free one).")
+@click.option("--host", "bind_host", default="127.0.0.1", show_default=True,
+              help="Address to listen on. Anything but loopback needs --token.")
+@click.option("--token", default=None,
+              help="Require `Authorization: Bearer TOKEN` on every API call (default: RAG_SERVE_TOKEN).")
+@click.option("--ollama-host", default=None, help="Ollama host (default: OLLAMA_HOST, else http://127.0.0.1:11434).")
+@click.option("--model", default=None, help="Chat model (default: qwen2.5:7b, or RAG_CHAT_MODEL).")
+@handle_errors
+def serve_command(
+    db: str | None,
+    collection: str | None,
+    port: int,
+    bind_host: str,
+    token: str | None,
+    ollama_host: str | None,
+    model: str | None,
+) -> None:
+    """Serve the web page and HTTP API for asking the indexed documents; prints its URL."""
+    from rag.serve.run import bind, url_for, uvicorn_server
+    from rag.serve.security import TOKEN_ENV, is_loopback
+    from rag.serve.state import ServeConfig, check_bind
+
+    token = token or os.environ.get(TOKEN_ENV) or None
+    check_bind(bind_host, token)
+    config = ServeConfig(db=db, collection=collection, ollama_host=ollama_host, chat_model=model, token=token,
+                         loopback_only=is_loopback(bind_host))
+    try:
+        sock = bind(bind_host, port)
+    except OSError as exc:
+        raise ConfigError(f"cannot listen on {bind_host}:{port}: {exc.strerror or exc} — pick another --port") from None
+    server = uvicorn_server(config)
+    click.echo(url_for(bind_host, sock.getsockname()[1]))
+    if token:
+        note("every API call needs `Authorization: Bearer <token>`; the page asks for the token once")
+    note("Ctrl-C stops the server")
+    try:
+        server.run(sockets=[sock])
+    finally:
+        sock.close()
+
+
+COMMANDS: list[click.Command] = [serve_command]
