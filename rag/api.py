@@ -70,8 +70,11 @@ class RAG:
         *,
         embed_model: str | None = None,
         chat_model: str | None = None,
+        chroma: str | None = None,
         **options: Any,
     ) -> None:
+        if chroma is not None:  # a Chroma server ("http://host:8000"); ``db`` is then a local cache
+            options["chroma_url"] = chroma
         index_options = {k: v for k, v in options.items() if k in IndexSettings.__dataclass_fields__}
         self.index_settings = IndexSettings.resolve(
             host=host, db=db, collection=collection, embed_model=embed_model, **index_options

@@ -13,7 +13,7 @@ from rag.api import RAG
 from rag.cli_models import PullReporter
 from rag.client import OllamaClient
 from rag.options import host_option, json_option, store_options
-from rag.output import emit_json, handle_errors
+from rag.output import EXIT_INDEX, emit_json, handle_errors, note
 
 
 @click.command("index")
@@ -26,6 +26,10 @@ from rag.output import emit_json, handle_errors
 @click.option("--batch-size", type=click.IntRange(1, 1024), default=None, help="Texts per embedding request (default 32).")
 @click.option("--include-hidden", is_flag=True, default=None, help="Also index hidden files and folders.")
 @click.option("--rebuild", is_flag=True, help="Delete the collection and re-embed everything.")
+@click.option("--wait", "lock_wait", type=click.FloatRange(0), default=None, metavar="SECONDS",
+              help="Wait this long for another run indexing the same collection to finish (default 5).")
+@click.option("--parallel", type=click.IntRange(1, 64), default=None,
+              help="Embedding requests in flight (default 2; Ollama serves OLLAMA_NUM_PARALLEL at once).")
 @click.option("--pull", is_flag=True, help="Pull the embedding model first if the server lacks it.")
 @json_option
 @handle_errors
@@ -40,6 +44,8 @@ def index_command(
     batch_size: int | None,
     include_hidden: bool | None,
     rebuild: bool,
+    lock_wait: float | None,
+    parallel: int | None,
     pull: bool,
     as_json: bool,
 ) -> None:
@@ -56,6 +62,8 @@ def index_command(
         chunk_overlap=chunk_overlap,
         batch_size=batch_size,
         include_hidden=include_hidden,
+        lock_wait=lock_wait,
+        parallel=parallel,
     )
     _ensure_embed_model(kb, pull)
     show_bar = sys.stderr.isatty() and not as_json
@@ -118,20 +126,52 @@ def format_report(report: IndexReport, kb: RAG) -> str:
 
 @click.command("status")
 @store_options
+@click.option("--verify", is_flag=True,
+              help="Prove the index is whole: store, file records and lexical index agree, and dense search "
+              "reaches every chunk. Exit 5 when not.")
+@click.option("--repair", is_flag=True, help="With --verify: fix what it finds (takes the writer lock).")
 @json_option
 @handle_errors
-def status_command(db: str | None, collection: str | None, as_json: bool) -> None:
-    """Show what the index holds: files, chunks, fingerprint and where it lives."""
-    status = RAG(db=db, collection=collection).status()
+def status_command(db: str | None, collection: str | None, verify: bool, repair: bool, as_json: bool) -> None:
+    """Show what the index holds: files, chunks, fingerprint, skipped files and where it lives."""
+    kb = RAG(db=db, collection=collection)
+    if verify or repair:
+        _verify(kb, repair, as_json)
+        return
+    status = kb.status()
     if as_json:
         emit_json(status.to_dict())
         return
-    click.echo(f"index      {status.db} (collection {status.collection})")
+    click.echo(f"index      {status.chroma or status.db} (collection {status.collection})")
     click.echo(f"folder     {status.root or '?'}")
     click.echo(f"files      {status.files}")
     click.echo(f"chunks     {status.chunks}")
     for key, value in (status.fingerprint or {}).items():
         click.echo(f"{key:<10} {value!r}")
+    if status.skipped:
+        click.echo(f"skipped    {len(status.skipped)} files in the last run:")
+        for item in status.skipped:
+            click.echo(f"  {item.path}: {item.reason}")
+
+
+def _verify(kb: RAG, repair: bool, as_json: bool) -> None:
+    report = kb.verify(repair=repair)
+    if as_json:
+        emit_json(report.to_dict())
+    else:
+        click.echo(f"store chunks     {report.store_chunks}")
+        click.echo(f"recorded chunks  {report.manifest_chunks}")
+        click.echo(f"lexical chunks   {report.lexical_chunks}")
+        for label, ids in (("missing", report.missing), ("orphans", report.orphans),
+                           ("unreachable", report.unreachable)):
+            click.echo(f"{label:<16} {len(ids)}" + (f"  e.g. {', '.join(ids[:3])}" if ids else ""))
+        for key, n in report.repaired.items():
+            click.echo(f"repaired: {key} {n}")
+        click.echo("consistent" if report.consistent else "NOT consistent")
+    if not report.consistent:
+        note("error: the index is not consistent — run `rag status --verify --repair`, then `rag index PATH`"
+             " (or `rag index PATH --rebuild`)")
+        sys.exit(EXIT_INDEX)
 
 
 COMMANDS: list[click.Command] = [index_command, status_command]

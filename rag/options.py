@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -16,7 +17,18 @@ def host_option(fn: F) -> F:
     )(fn)
 
 
+def _chroma_env(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
+    # The one settings resolution reads RAG_CHROMA_URL; the flag wins over the environment by setting it.
+    if value:
+        os.environ["RAG_CHROMA_URL"] = value
+
+
 def store_options(fn: F) -> F:
+    fn = click.option(
+        "--chroma", default=None, expose_value=False, callback=_chroma_env, metavar="URL",
+        help="A Chroma server (`chroma run`) holding the index, e.g. http://host:8000 (default: RAG_CHROMA_URL; "
+        "--db is then only a local cache).",
+    )(fn)
     fn = click.option("--collection", default=None, help="Collection name (default: docs, or RAG_COLLECTION).")(
         fn
     )
