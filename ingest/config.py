@@ -18,6 +18,14 @@ DEFAULT_CHUNK_TOKENS = 400
 DEFAULT_CHUNK_OVERLAP = 60  # 15%: a sentence cut at a boundary is still whole in one neighbour
 DEFAULT_BATCH_SIZE = 32  # Ollama notes: batches above ~16-32 drift; 32 keeps HTTP overhead low
 DEFAULT_MAX_FILE_BYTES = 50 * 1024 * 1024
+# Per-file budgets (ingest.loaders.LoadLimits). Real PDFs give 0.02-0.8 characters of text per byte
+# (measured on the shared corpus) and plain text at most 1, while a "PDF bomb" whose pages share one
+# compressed stream gave 2,500: 20x leaves wide headroom. 10 M characters is ~6,000 chunks of 400
+# tokens. pypdf reads ~10 pages/s on a dense Chinese PDF, so 5,000 pages fit in the 300 s.
+DEFAULT_MAX_TEXT_RATIO = 20.0
+DEFAULT_MAX_TEXT_CHARS = 10_000_000
+DEFAULT_MAX_PAGES = 5_000
+DEFAULT_MAX_PARSE_SECONDS = 300.0
 DEFAULT_LOCK_WAIT = 5.0
 DEFAULT_PARALLEL = 2  # Ollama serves OLLAMA_NUM_PARALLEL requests at once; 2 keeps it busy while we write
 
@@ -35,6 +43,10 @@ class IndexSettings:
     chunk_overlap: int = DEFAULT_CHUNK_OVERLAP
     batch_size: int = DEFAULT_BATCH_SIZE
     max_file_bytes: int = DEFAULT_MAX_FILE_BYTES
+    max_text_ratio: float = DEFAULT_MAX_TEXT_RATIO  # extracted characters per byte of the file
+    max_text_chars: int = DEFAULT_MAX_TEXT_CHARS  # extracted characters per file
+    max_pages: int = DEFAULT_MAX_PAGES  # pages per PDF
+    max_parse_seconds: float = DEFAULT_MAX_PARSE_SECONDS  # parsing time per file
     include_hidden: bool = False
     timeouts: Timeouts = field(default_factory=Timeouts)
     # A Chroma server (`chroma run`) instead of the embedded store in ``db``; ``db`` is then a local cache.

@@ -1,20 +1,38 @@
-"""Bytes -> `Document`s: encodings (UTF-8/16, GB18030), Markdown, reST, HTML, code and PDF pages."""
+"""Bytes -> `Document`s: encodings, Markdown, reST, HTML, code and PDF pages, within a per-file budget.
+
+`load` is the one seam between a file and the parsers: whatever a parser raises (pypdf, the HTML
+parser, a codec) becomes a `LoadError` whose message is the one-line skip reason.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import io
 import logging
+import os
 import re
+import stat
+import time
 import unicodedata
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from html.parser import HTMLParser
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from ingest.errors import LoadError
+from ingest.config import (
+    DEFAULT_MAX_PAGES,
+    DEFAULT_MAX_PARSE_SECONDS,
+    DEFAULT_MAX_TEXT_CHARS,
+    DEFAULT_MAX_TEXT_RATIO,
+)
+from ingest.errors import ConfigError, LoadError
+from ingest.paths import source_name
 from ingest.records import Document, Skip
+
+if TYPE_CHECKING:
+    from ingest.config import IndexSettings
 
 MARKDOWN = frozenset({".md", ".markdown", ".mdown", ".mkd"})
 RST = frozenset({".rst"})
@@ -31,38 +49,26 @@ BINARY = frozenset(
     " .sqlite .sqlite3 .db .parquet .npy .npz .pkl .pt .onnx .gguf .safetensors .doc .docx .xls"
     " .xlsx .ppt .pptx .odt .ods .odp .epub .mobi".split()
 )
-_SNIFF = 8192  # like git: a NUL in the first 8 KiB means binary
+_SNIFF = 8192  # like git: a NUL in the first 8 KiB means binary (unless it is UTF-16/32)
+_BOMS = ((b"\xef\xbb\xbf", "utf-8"), (b"\xff\xfe\x00\x00", "utf-32-le"), (b"\x00\x00\xfe\xff", "utf-32-be"),
+         (b"\xff\xfe", "utf-16-le"), (b"\xfe\xff", "utf-16-be"))
+# Text with more undecodable places plus control characters than this share (or than _MIN_BAD in a
+# short file) is binary read through a codec: random bytes give 25%, a damaged Chinese file <1%.
+_MAX_BAD_SHARE = 0.02
+_MIN_BAD = 4
+_HTML_BLOCK = 256 * 1024  # the parse-time budget is checked between blocks of this many characters
 
-# The ~400 most frequent Hanzi (Simplified): real Chinese text is mostly made of them, while bytes
-# of another encoding read as GB18030 give rare characters. Used only to pick UTF-8 vs GB18030.
-_COMMON_HANZI = frozenset(
-    "的一是不了在人有我他这个们中来上大为和国地到以说时要就出会可也你对生能而子那得于着下自之年过发后"
-    "作里用道行所然家种事成方多经么去法学如都同现当没动面起看定天分还进好小部其些主样理心她本前开但因"
-    "只从想实日军者意无力它与长把机十民第公此已工使情明性知全三又关点正业外将两高间由问很最重并物手应"
-    "战向头文体政美相见被利什二等产或新己制身果加西斯月话合回特代内信表化老给世位次度门任常先海通教儿"
-    "原东声提立及比员解水名真论处走义各入几口认条平系气题活尔更别打女变四神总何电数安少报才结反受目太"
-    "量再感建务做接必场件计管期市直德资命山金指克许统区保至队形社便空决治展马科司五基眼书非则听白却界"
-    "达光放强即像难且权思王象完设式色路记南品住告类求据程北边死张该交规万取拉格望觉术领共确传师观清今"
-    "切院让识候带导争运笑飞风步改收根干造言联持组每济车亲极林服快办议往元英士证近失转夫令准布始怎呢存"
-    "未远叫台单影具罗字爱击流备兵连调深商算质团集百需价花党华城石级整府离况亚请技际约示复病息究线似官"
-    "火断精满支视消越器容照须九增研写称企八功吗包片史委乎查轻易早曾除农找装广显吧阿李标谈吃图念六引历"
-    "首医局突专费号尽另周较注语仅考落青随选列武红响虽推势参希古众构房半节土投某案黑维革划敌致陈律足态"
-    "护七兴派孩验责营星够章音跟志底站严巴例防族供效续施留讲型料终答紧黄绝奇察母京段依批群项故按河米围"
-    "江织害斗双境客纪采举杀攻父苏密低朝友诉止细愿千值仍男钱破网热助倒育属坐帝限船脸职速刻乐否刚威毛状"
-    "率甚独球般普怕弹校苦创假久错承印晚兰试股拿脑预谁益阳若哪微尼继送急血惊伤素药适波夜省初喜卫源食险"
-    "待述陆习置居劳财环排福纳欢雷警获模充负云停木游龙树疑层冷洲冲射略范竟句室异激汉村哈策演简卡罪判担"
-    "州静退既衣您宗积余痛检差富灵协角占配征修皮挥胜降阶审沉坚善妈刘读啊超免压银买皇养伊怀执副乱抗犯追"
-    "帮宣佛岁航优怪香著田铁控税左右份穿艺背阵草脚概恶块顿敢守酒岛托央户烈洋哥索胡款靠评版宝座释景顾弟"
-    "登货互付伯慢欧换闻危忙核暗姐介坏讨丽良序升监临亮露永呼味野架域沙掉括舰鱼杂误湖钟件档索引擎模型"
-)
-_CJK = r"\u2e80-\u2fff\u3000-\u303f\u3040-\u30ff\u3100-\u312f\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff00-\uffef"
-_CJK_RE = re.compile(f"[{_CJK}]")
+# CJK scripts and punctuation (Han, kana, bopomofo, fullwidth forms): where words need no spaces.
+CJK_CHARS = r"\u2e80-\u2fff\u3000-\u303f\u3040-\u30ff\u3100-\u312f\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff00-\uffef"
+_CJK_RE = re.compile(f"[{CJK_CHARS}]")
 _GAP_RE = re.compile(r"(?<=\S)[ \t]{2,}(?=\S)")
 _LIGATURES = str.maketrans({"\ufb00": "ff", "\ufb01": "fi", "\ufb02": "fl", "\ufb03": "ffi", "\ufb04": "ffl",
                             "\ufb05": "st", "\ufb06": "st", "\u00ad": None})
 # "two-\ncolumn" is a real compound; everything else hyphenated at a line end is a split word.
 _COMPOUND_LEFT = frozenset("one two three four five six seven eight nine ten self non well half".split())
 _HYPHEN_RE = re.compile(r"\b([A-Za-z]+)-\n[ \t]*([a-z])")
+
+_clock = time.monotonic  # the parse-time budget's clock (tests replace it)
 
 
 @dataclass(frozen=True)
@@ -73,30 +79,119 @@ class LoadResult:
     warnings: list[Skip]
 
 
-def load(path: Path, root: Path) -> LoadResult:
-    """Load one file; raise `LoadError(reason)` when the whole file must be skipped."""
-    source = source_name(path, root)
+@dataclass(frozen=True)
+class LoadLimits:
+    """What one file may cost. A file over any of these is skipped with a reason naming the setting."""
+
+    max_text_ratio: float = DEFAULT_MAX_TEXT_RATIO  # characters of text per byte of the file
+    max_text_chars: int = DEFAULT_MAX_TEXT_CHARS  # characters of text per file
+    max_pages: int = DEFAULT_MAX_PAGES  # pages per PDF
+    max_parse_seconds: float = DEFAULT_MAX_PARSE_SECONDS  # checked between pages and blocks
+
+    def __post_init__(self) -> None:
+        for name in ("max_text_ratio", "max_text_chars", "max_pages", "max_parse_seconds"):
+            if not getattr(self, name) > 0:
+                raise ConfigError(f"{name} must be greater than 0 (got {getattr(self, name)}); pass a positive limit")
+
+    @classmethod
+    def from_settings(cls, settings: IndexSettings) -> LoadLimits:
+        return cls(settings.max_text_ratio, settings.max_text_chars, settings.max_pages,
+                   settings.max_parse_seconds)
+
+
+@dataclass(frozen=True)
+class Decoded:
+    """Text decoded from bytes, the codec that read it, and how many undecodable places became U+FFFD."""
+
+    text: str
+    encoding: str
+    replaced: int = 0
+
+
+class _Budget:
+    """One file's spending against its `LoadLimits`."""
+
+    def __init__(self, limits: LoadLimits, size: int) -> None:
+        self.limits = limits
+        self.size = size
+        self.started = _clock()
+
+    def pages(self, count: int) -> None:
+        if count > self.limits.max_pages:
+            raise LoadError(f"over budget: {count:,} pages (limit {self.limits.max_pages:,}, setting max_pages)",
+                            setting="max_pages")
+
+    def text(self, chars: int) -> None:
+        if chars > self.limits.max_text_chars:
+            raise LoadError(f"over budget: more than {self.limits.max_text_chars:,} characters of text "
+                            f"(setting max_text_chars)", setting="max_text_chars")
+        allowed = self.limits.max_text_ratio * self.size
+        if chars > allowed:
+            raise LoadError(f"over budget: more than {int(allowed):,} characters of text from a {self.size:,}-byte "
+                            f"file ({self.limits.max_text_ratio:g} per byte, setting max_text_ratio)",
+                            setting="max_text_ratio")
+
+    def time(self) -> None:
+        if _clock() - self.started > self.limits.max_parse_seconds:
+            raise LoadError(f"over budget: parsing took more than {self.limits.max_parse_seconds:g} s "
+                            f"(setting max_parse_seconds)", setting="max_parse_seconds")
+
+
+def load(path: Path, root: Path, limits: LoadLimits | None = None) -> LoadResult:
+    """Load one file; raise `LoadError(reason)` when the whole file must be skipped.
+
+    `Document.source` is `ingest.paths.source_name` of the path relative to root.
+    """
+    source = source_name(_relative(path, root))
     data = _read(path)
+    budget = _Budget(limits or LoadLimits(), len(data))
+    try:
+        return _load(path, data, source, budget)
+    except LoadError:
+        raise
+    except Exception as e:  # noqa: BLE001 - the seam: any parser failure is this one file's skip reason
+        raise LoadError(f"cannot read {path.suffix or 'file'}: {one_line(e)}") from e
+
+
+def one_line(e: BaseException) -> str:
+    """An exception as one short line: its message's first line, else its class name."""
+    text = str(e).strip()
+    line = text.splitlines()[0] if text else type(e).__name__
+    return line[:160]
+
+
+def _load(path: Path, data: bytes, source: str, budget: _Budget) -> LoadResult:
     name = path.name.lower()
     suffix = path.suffix.lower()
     if suffix == ".pdf" or data.startswith(b"%PDF-"):
-        return _load_pdf(data, source)
+        return _load_pdf(data, source, budget)
     if suffix in BINARY:
         raise LoadError("binary file")
-    text = decode(data)
+    decoded = decode(data)
+    budget.time()
+    warned = [Skip(source, f"{decoded.replaced} undecodable byte sequence(s) replaced with U+FFFD "
+                           f"(read as {decoded.encoding})")] if decoded.replaced else []
+    text = decoded.text
     if suffix in HTML:
-        title, body = html_to_text(text)
-        return _single(source, body, "html", title)
-    if suffix in MARKDOWN:
-        return _single(source, text, "markdown", _markdown_title(text))
-    if suffix in RST or name.endswith(".rst.txt"):
-        return _single(source, text, "rst", _rst_title(text))
-    if suffix in CODE or name in {"dockerfile", "makefile"}:
-        return _single(source, text, "code", "")
-    return _single(source, text, "text", "")
+        try:
+            title, body = html_to_text(text, budget)
+        except LoadError:
+            raise
+        except Exception as e:  # noqa: BLE001 - html.parser's own errors, whatever their class
+            raise LoadError(f"cannot parse HTML: {one_line(e)}") from e
+        result = _single(source, body, "html", title, budget)
+    elif suffix in MARKDOWN:
+        result = _single(source, text, "markdown", _markdown_title(text), budget)
+    elif suffix in RST or name.endswith(".rst.txt"):
+        result = _single(source, text, "rst", _rst_title(text), budget)
+    elif suffix in CODE or name in {"dockerfile", "makefile"}:
+        result = _single(source, text, "code", "", budget)
+    else:
+        result = _single(source, text, "text", "", budget)
+    return LoadResult(result.documents, warned + result.warnings)
 
 
-def source_name(path: Path, root: Path) -> str:
+def _relative(path: Path, root: Path) -> str:
     """The path relative to root with forward slashes (tolerates a symlinked or relative root)."""
     try:
         rel = Path(path).absolute().relative_to(Path(root).absolute())
@@ -105,9 +200,16 @@ def source_name(path: Path, root: Path) -> str:
     return rel.as_posix()
 
 
+def _nonblocking(path: str, flags: int) -> int:
+    # A FIFO swapped in after the walk would block a plain open() forever.
+    return os.open(path, flags | getattr(os, "O_NONBLOCK", 0))
+
+
 def _read(path: Path) -> bytes:
     try:
-        with open(path, "rb") as f:
+        with open(path, "rb", opener=_nonblocking) as f:
+            if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+                raise LoadError("not a regular file")
             return f.read()
     except PermissionError:
         raise LoadError("permission denied") from None
@@ -119,70 +221,63 @@ def _read(path: Path) -> bytes:
         raise LoadError(f"cannot read: {e.strerror or e}") from None
 
 
-def _single(source: str, text: str, kind: str, title: str) -> LoadResult:
+def _single(source: str, text: str, kind: str, title: str, budget: _Budget) -> LoadResult:
     text = normalize(text, kind=kind)
     if not text.strip():
         raise LoadError("empty file")
+    budget.text(len(text))
     return LoadResult([Document(source=source, text=text, title=title, kind=kind)], [])
 
 
 # --- encodings -------------------------------------------------------------------------------------
 
-def decode(data: bytes) -> str:
-    """Bytes -> str: BOMs, UTF-8 vs GB18030 by plausibility, latin-1 only for text-like bytes."""
-    if data.startswith(b"\xef\xbb\xbf"):
-        return _strict(data[3:], "utf-8")
-    for bom, codec in ((b"\xff\xfe\x00\x00", "utf-32-le"), (b"\x00\x00\xfe\xff", "utf-32-be"),
-                       (b"\xff\xfe", "utf-16-le"), (b"\xfe\xff", "utf-16-be")):
+def decode(data: bytes) -> Decoded:
+    """Bytes -> text: a BOM, else strict UTF-8, else charset-normalizer's guess (GB18030, Big5,
+    Shift-JIS, UTF-16 without a BOM, Latin-1 ...), else UTF-8/GB18030 with a few bytes replaced.
+
+    Raises `LoadError("binary file")` for NUL bytes outside UTF-16/32 and for bytes no codec reads.
+    """
+    for bom, codec in _BOMS:
         if data.startswith(bom):
-            return _strict(data[len(bom):], codec)
-    if b"\x00" in data[:_SNIFF]:
-        raise LoadError("binary file")
-    utf8 = _try(data, "utf-8")
-    if utf8 is not None and (utf8.isascii() or _han_share(utf8)[1]):
-        return utf8
-    gb = _try(data, "gb18030")
-    if gb is not None:
-        common, han = _han_share(gb)
-        # Short GBK text can also be valid UTF-8 ("一些" reads as Cyrillic "һЩ"); UTF-8 Greek or
-        # Hebrew also reads as GB18030 Hanzi, but rare ones. Real Chinese is mostly common Hanzi.
-        if han and common >= (0.6 if utf8 is not None else 0.2):
-            return gb
-    if utf8 is not None:
-        return utf8
-    latin = data.decode("latin-1")
-    if _looks_like_text(latin):
-        return latin
+            return _lenient(data[len(bom):], codec)
+    has_nul = b"\x00" in data[:_SNIFF]
+    if not has_nul:
+        try:
+            return Decoded(data.decode("utf-8"), "utf-8")
+        except UnicodeDecodeError:
+            pass
+    guess = _detect(data)
+    if guess and (not has_nul or guess.startswith(("utf_16", "utf_32"))):
+        decoded = _lenient(data, guess)
+        if _plausible(decoded):
+            return decoded
+    if not has_nul:
+        # A Chinese or UTF-8 file with a few damaged bytes: read it, and say how much was replaced.
+        for codec in ("utf-8", "gb18030"):
+            decoded = _lenient(data, codec)
+            if _plausible(decoded):
+                return decoded
     raise LoadError("binary file")
 
 
-def _strict(data: bytes, codec: str) -> str:
-    text = _try(data, codec)
-    if text is None:
-        raise LoadError("binary file")
-    return text
+def _detect(data: bytes) -> str | None:
+    from charset_normalizer import from_bytes
+
+    best = from_bytes(data).best()
+    return best.encoding if best is not None else None
 
 
-def _try(data: bytes, codec: str) -> str | None:
-    try:
-        return data.decode(codec)
-    except UnicodeDecodeError:
-        return None
+def _lenient(data: bytes, codec: str) -> Decoded:
+    text = data.decode(codec, errors="replace")
+    return Decoded(text, codec, text.count("\ufffd"))
 
 
-def _han_share(text: str) -> tuple[float, int]:
-    """(share of the Han characters that are common ones, number of Han characters)."""
-    han = [c for c in text if "\u4e00" <= c <= "\u9fff"]
-    if not han:
-        return 0.0, 0
-    return sum(c in _COMMON_HANZI for c in han) / len(han), len(han)
-
-
-def _looks_like_text(text: str) -> bool:
-    sample = text[:_SNIFF]
-    controls = sum(1 for c in sample if ord(c) < 32 and c not in "\t\n\r\f\v")
-    plain = sum(1 for c in sample if c.isascii())
-    return controls == 0 and plain >= 0.8 * len(sample)
+def _plausible(decoded: Decoded) -> bool:
+    """Text, not binary read through a codec: few replacements and few control characters."""
+    sample = decoded.text[: _SNIFF * 4]
+    controls = sum(1 for c in sample if ord(c) < 32 and c not in "\t\n\r\f\v\x1b")
+    return controls + sample.count("\ufffd") <= max(_MIN_BAD, _MAX_BAD_SHARE * len(sample)) and \
+        decoded.replaced <= max(_MIN_BAD, _MAX_BAD_SHARE * len(decoded.text))
 
 
 # --- normalisation ---------------------------------------------------------------------------------
@@ -328,10 +423,13 @@ class _HtmlText(HTMLParser):
             self.out.append("\n" * (lines - have))
 
 
-def html_to_text(html: str) -> tuple[str, str]:
+def html_to_text(html: str, budget: _Budget | None = None) -> tuple[str, str]:
     """(title, text) of an HTML page, without scripts, styles and navigation."""
     parser = _HtmlText()
-    parser.feed(html)
+    for start in range(0, len(html), _HTML_BLOCK):
+        if budget is not None and start:
+            budget.time()
+        parser.feed(html[start : start + _HTML_BLOCK])
     parser.close()
     title = re.sub(r"\s+", " ", "".join(parser.title)).strip()
     text = "".join(parser.out)
@@ -342,9 +440,8 @@ def html_to_text(html: str) -> tuple[str, str]:
 
 # --- PDF -------------------------------------------------------------------------------------------
 
-def _load_pdf(data: bytes, source: str) -> LoadResult:
+def _load_pdf(data: bytes, source: str, budget: _Budget) -> LoadResult:
     from pypdf import PdfReader
-    from pypdf.errors import PyPdfError
 
     # pypdf warns (and logs) about every malformed object it recovers from: noise for our users.
     with warnings.catch_warnings(), _quiet_pypdf():
@@ -353,32 +450,49 @@ def _load_pdf(data: bytes, source: str) -> LoadResult:
             reader = PdfReader(io.BytesIO(data), strict=False)
             if reader.is_encrypted:
                 _decrypt(reader)
-            pages = list(reader.pages)
+            count = len(reader.pages)
         except LoadError:
             raise
-        except (PyPdfError, ValueError, KeyError, TypeError, AttributeError, IndexError,
-                RecursionError, OSError) as e:
-            raise LoadError(f"corrupt PDF: {_brief(e)}") from None
+        except Exception as e:  # noqa: BLE001 - pypdf raises far more than PyPdfError on broken files
+            raise LoadError(f"corrupt PDF: {one_line(e)}") from e
+        if not count:
+            raise LoadError("corrupt PDF: no pages")
+        budget.pages(count)
         title = _pdf_title(reader)
-        docs, skipped = [], []
-        for number, page in enumerate(pages, start=1):
+        docs, skipped, failures = [], [], []
+        chars = 0
+        for number in range(1, count + 1):
+            if number > 1:
+                budget.time()
             try:
-                raw = page.extract_text() or ""
+                raw = reader.pages[number - 1].extract_text() or ""
             except Exception as e:  # noqa: BLE001 - one bad page must not lose the others
-                skipped.append(Skip(f"{source}#page={number}", f"text extraction failed on page {number}: "
-                                                                f"{_brief(e)}"))
+                failures.append(_page_failure(e, number))
+                skipped.append(Skip(f"{source}#page={number}", failures[-1]))
                 continue
             text = _join_cjk_wraps(normalize(raw, kind="pdf")).strip()
+            chars += len(text)
+            budget.text(chars)
             if not text:
                 skipped.append(Skip(f"{source}#page={number}",
                                     f"no extractable text on page {number} (scanned image?)"))
                 continue
             docs.append(Document(source=source, text=text + "\n", page=number, title=title, kind="pdf"))
-    if not pages:
-        raise LoadError("corrupt PDF: no pages")
     if not docs:
+        if failures:  # the pages broke: that, not "scanned images", is why nothing was read
+            more = f" (and {len(failures) - 1} more pages)" if len(failures) > 1 else ""
+            raise LoadError(failures[0] + more)
         raise LoadError("no extractable text in PDF (scanned images?)")
     return LoadResult(docs, skipped)
+
+
+def _page_failure(e: Exception, number: int) -> str:
+    from pypdf.errors import LimitReachedError
+
+    if isinstance(e, LimitReachedError):
+        return (f"a compressed stream on page {number} expands past pypdf's safety limit "
+                f"(a decompression bomb?): {one_line(e)}")
+    return f"text extraction failed on page {number}: {one_line(e)}"
 
 
 def _join_cjk_wraps(text: str) -> str:
@@ -414,7 +528,7 @@ def _decrypt(reader: object) -> None:
     try:
         result = reader.decrypt("")  # type: ignore[attr-defined]
     except (DependencyError, NotImplementedError) as e:
-        raise LoadError(f"encrypted PDF (unsupported encryption: {_brief(e)})") from None
+        raise LoadError(f"encrypted PDF (unsupported encryption: {one_line(e)})") from None
     if result == PasswordType.NOT_DECRYPTED:
         raise LoadError("encrypted PDF (password required)")
 
@@ -431,8 +545,3 @@ def _pdf_title(reader: object) -> str:
     if title.endswith((":", "：")) or re.search(r"\.(docx?|pdf|tex|dvi|rtf|odt)$", title, re.I):
         return ""
     return title
-
-
-def _brief(e: BaseException) -> str:
-    text = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-    return text[:100]

@@ -52,6 +52,17 @@ class Skip:
     reason: str
 
 
+@dataclass(frozen=True)
+class Notice:
+    """A warning about one entry that excludes nothing, e.g. a `.ragignore` line that matches nothing.
+
+    `discover()` yields these beside paths and `Skip`s; they belong in `IndexReport.warnings`.
+    """
+
+    path: str
+    reason: str
+
+
 @dataclass
 class IndexReport:
     """What one `index` run did. `to_dict()` is the `rag index --json` object."""

@@ -104,10 +104,36 @@ def test_gbk_chinese_file(tmp_path: Path, codec: str) -> None:
     assert load(_write(tmp_path / "zh.txt", CHINESE.encode(codec)), tmp_path).documents[0].text == CHINESE
 
 
-def test_short_gbk_that_is_also_valid_utf8_reads_as_chinese() -> None:
-    data = "一些".encode("gbk")
-    assert data.decode("utf-8") == "һЩ"  # valid UTF-8 too (Cyrillic): plausibility must decide
-    assert decode(data) == "一些"
+TRADITIONAL = "檢索增強生成先從文件中檢索相關段落，再讓模型根據這些段落回答問題。\n"
+JAPANESE = "日本語のテキストです。これは検索拡張生成のテストです。\n"
+
+
+@pytest.mark.parametrize(
+    ("text", "codec"),
+    [(TRADITIONAL, "big5"), (CHINESE * 3, "gb18030"), (JAPANESE, "shift_jis"), (CHINESE, "utf-16-le"),
+     (CHINESE, "utf-16-be"), ("检索增强生成先从文档中检索相关段落", "utf-16-le"),
+     ("Plain English notes, stored as UTF-16.\n", "utf-16-le")],
+)
+def test_legacy_encodings_and_utf16_without_bom_are_read(tmp_path: Path, text: str, codec: str) -> None:
+    result = load(_write(tmp_path / "legacy.txt", text.encode(codec)), tmp_path)
+    assert result.documents[0].text == text and result.warnings == []
+
+
+def test_chinese_file_with_a_few_bad_bytes_is_read_with_a_warning(tmp_path: Path) -> None:
+    text = CHINESE * 4
+    data = text[:20].encode("gb18030") + b"\xff" + text[20:90].encode("gb18030") + b"\xff" + text[90:].encode("gb18030")
+    result = load(_write(tmp_path / "damaged.txt", data), tmp_path)
+    text = result.documents[0].text
+    assert text.count("\ufffd") == 2 and "检索增强生成" in text and "回答问题" in text
+    assert result.warnings == [Skip("damaged.txt", "2 undecodable byte sequence(s) replaced with U+FFFD "
+                                                   "(read as gb18030)")]
+
+
+def test_utf8_file_with_a_bad_byte_is_read_with_a_warning(tmp_path: Path) -> None:
+    text = CHINESE * 3
+    result = load(_write(tmp_path / "utf8.md", text[:31].encode() + b"\xfe" + text[31:].encode()), tmp_path)
+    assert result.documents[0].text.count("\ufffd") == 1
+    assert [w.reason for w in result.warnings] == ["1 undecodable byte sequence(s) replaced with U+FFFD (read as utf-8)"]
 
 
 @pytest.mark.parametrize(
@@ -115,11 +141,11 @@ def test_short_gbk_that_is_also_valid_utf8_reads_as_chinese() -> None:
              "日本語のテキストです。", "plain ascii"],
 )
 def test_utf8_stays_utf8(text: str) -> None:
-    assert decode(text.encode("utf-8")) == text
+    assert decode(text.encode("utf-8")).text == text
 
 
-def test_latin1_fallback_for_text_only() -> None:
-    assert decode("Résumé of the café meeting, 1999.\n".encode("latin-1")) == "Résumé of the café meeting, 1999.\n"
+def test_latin1_text_is_read_but_random_bytes_are_binary() -> None:
+    assert decode("Résumé of the café meeting, 1999.\n".encode("latin-1")).text == "Résumé of the café meeting, 1999.\n"
     with pytest.raises(LoadError, match="^binary file$"):
         decode(bytes(range(1, 256)) * 4)
 

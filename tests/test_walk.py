@@ -110,7 +110,7 @@ def test_linked_folder_inside_root_is_walked(tmp_path: Path) -> None:
 
 def test_fifo_is_not_opened(tmp_path: Path) -> None:
     os.mkfifo(tmp_path / "pipe")
-    assert list(discover(tmp_path)) == [Skip("pipe", "not a regular file")]
+    assert list(discover(tmp_path)) == [Skip("pipe", "not a regular file (named pipe)")]
 
 
 def test_unlistable_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
