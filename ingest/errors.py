@@ -99,7 +99,14 @@ class StoreError(RagError):
 
 
 class LoadError(RagError):
-    """A file could not be loaded; the message is the skip reason."""
+    """A file could not be loaded; the message is the skip reason.
+
+    ``setting`` names the per-file budget the file went over (e.g. ``max_text_chars``), else "".
+    """
+
+    def __init__(self, message: str, *, setting: str = "") -> None:
+        super().__init__(message)
+        self.setting = setting
 
 
 class IndexLocked(StoreError):
