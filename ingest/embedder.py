@@ -92,7 +92,8 @@ class Embedder:
             model=str(fingerprint["embed_model"]),
             document_prefix=str(fingerprint.get("document_prefix", "")),
             query_prefix=str(fingerprint.get("query_prefix", "")),
-            endpoint=fingerprint.get("endpoint"),
+            # Not the recorded endpoint: both give the same unit vectors, and a server upgraded
+            # since the index was built may now have /api/embed.
         )
 
     @property

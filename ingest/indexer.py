@@ -197,7 +197,9 @@ class Indexer:
         self.progress = progress
         self.report = IndexReport()
         self.store = store or open_store(settings, create=True)
-        self.state = IndexState.open(cache_dir(settings), settings.collection)
+        self.state, damaged = open_or_replace_state(cache_dir(settings), settings.collection)
+        if damaged:
+            self.report.warnings.append(Skip(damaged, "the index state was unreadable; moved aside and rebuilt"))
         self.embedder = Embedder(settings)
         self.lock = WriterLock(self.store, wait=settings.lock_wait)
         self._chunk_limits: tuple[int, int] | None = None
@@ -275,19 +277,30 @@ class Indexer:
         self.store.set_root(mine)
 
     def _sync_state_with_store(self) -> None:
-        """The state file is missing, outdated, from an older version, or behind the store (another
-        writer, or a crash before the generation was recorded): rebuild it from the store."""
+        """Bring the state file in line with the store before trusting it.
+
+        - written by an older version (JSON manifest), or postings under older term rules: rebuild
+          it from the store's chunk texts and metadata (nothing is re-embedded);
+        - the store's generation is ahead (another client wrote, or a crash came between a commit
+          and recording its generation): rebuild it from the store;
+        - the store's generation is behind (the store was damaged, restored or recreated): keep
+          the records; the consistency check then re-embeds what the store lost.
+        """
         legacy = cache_dir(self.settings) / f"{self.settings.collection}{LEGACY_MANIFEST}"
         store_gen = self.store.generation()
         state_gen = int(self.state.get_meta("generation", "0") or 0)
-        stale = self.state.lexical.outdated or state_gen != store_gen or legacy.exists()
-        if not stale:
+        if store_gen < state_gen or (store_gen == state_gen and not self.state.lexical.outdated
+                                      and not legacy.exists()):
+            if store_gen != state_gen:
+                self.state.begin()
+                self.state.set_meta("generation", str(store_gen))
+                self.state.commit()
             return
         if self.store.count() == 0 and self.state.chunk_count() == 0 and not legacy.exists():
             self.state.begin()
+            self.state.lexical.reset()
             self.state.set_meta("generation", str(store_gen))
             self.state.commit()
-            self.state.lexical.outdated = False
             return
         n = rebuild_state(self.state, self.store, store_gen)
         if legacy.exists():
@@ -505,8 +518,33 @@ class Indexer:
                                    time.monotonic() - self._started))
 
 
+def open_or_replace_state(folder: Path, collection: str) -> tuple[IndexState, str]:
+    """The writer's state; a file SQLite cannot read is moved aside (kept for inspection) and replaced
+    by an empty one, which the run rebuilds from the store. Returns (state, name of the damaged file or "")."""
+    try:
+        return IndexState.open(folder, collection), ""
+    except StoreError:
+        path = state_path(folder, collection)
+        aside = path.with_name(f"{path.name}.damaged-{int(time.time())}")
+        os.replace(path, aside)
+        for suffix in ("-wal", "-shm"):
+            Path(str(path) + suffix).unlink(missing_ok=True)
+        return IndexState.open(folder, collection), aside.name
+
+
 def rebuild_state(state: IndexState, store: Store, generation: int, batch: int = 1000) -> int:
-    """Rebuild the file records and postings from the store alone (chunk texts and their metadata)."""
+    """Rebuild the file records and postings from the store alone (chunk texts and their metadata).
+
+    Each chunk's metadata names its file's version (sha256, size, mtime). Where a crash left chunks
+    of two versions of one file, the newest version is kept and the others are left unowned, for the
+    consistency check to delete. Returns the number of chunks adopted.
+    """
+    newest: dict[str, tuple[float, str]] = {}
+    for _, meta in store.iter_metadata():
+        source = str(meta.get("source", ""))
+        version = (float(meta.get("file_mtime", -1.0)), str(meta.get("file_sha256", "")))
+        if source not in newest or version > newest[source]:
+            newest[source] = version
     files: dict[str, dict[str, Any]] = {}
     counts: dict[str, int] = defaultdict(int)
     n = 0
@@ -514,9 +552,11 @@ def rebuild_state(state: IndexState, store: Store, generation: int, batch: int =
     try:
         state.reset()
         for rows in store.iter_chunks(batch):
-            state.lexical.add([row for row, _ in rows])
-            n += len(rows)
-            for row, meta in rows:
+            keep = [(row, meta) for row, meta in rows
+                    if newest.get(row.source, (0.0, ""))[1] == str(meta.get("file_sha256", ""))]
+            state.lexical.add([row for row, _ in keep])
+            n += len(keep)
+            for row, meta in keep:
                 counts[row.source] += 1
                 files.setdefault(row.source, meta)
         for source, meta in files.items():
