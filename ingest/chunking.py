@@ -21,6 +21,7 @@ from pathlib import Path
 import tiktoken
 
 from ingest.errors import ConfigError
+from ingest.loaders import CJK_CHARS
 from ingest.records import Chunk, Document
 
 ENCODING_NAME = "cl100k_base"
@@ -35,9 +36,17 @@ _CL100K_SPECIAL = {"<|endoftext|>": 100257, "<|fim_prefix|>": 100258, "<|fim_mid
 _CL100K_URL = "https://openaipublic.blob.core.windows.net/encodings/cl100k_base.tiktoken"
 
 _PARAGRAPH = re.compile(r"\n[ \t]*\n\s*")
-# A sentence ends at . ! ? (plus closing quotes/brackets) before whitespace, or right after a
-# Chinese full stop, exclamation, question mark or semicolon (Chinese puts no space after them).
-_SENTENCE = re.compile(r"(?<=[.!?])[\"'”’)\]]*\s+|(?<=[。！？；])[”’」』）]*\s*")
+_CLOSERS = "\"'”’」』）)\\]"
+# A sentence ends at . ! ? (plus closing quotes/brackets) before whitespace; right after a Chinese
+# full stop, exclamation, question mark, semicolon or ellipsis "……" (Chinese puts no space after
+# them); and at an ASCII ! or ? typed inside Chinese text ("真的吗?是的", "用 Ollama!然后").
+_SENTENCE = re.compile(
+    rf"(?<=[.!?])[{_CLOSERS}]*\s+"
+    rf"|(?<=[。！？；])[{_CLOSERS}]*\s*"
+    rf"|(?:…|⋯){{2,}}[{_CLOSERS}]*\s*"
+    rf"|(?<=[{CJK_CHARS}])[!?]+[{_CLOSERS}]*\s*"
+    rf"|[!?]+[{_CLOSERS}]*(?=[{CJK_CHARS}])"
+)
 _LINE = re.compile(r"\n")
 _ATX = re.compile(r"^ {0,3}(#{1,6})[ \t]+(.+?)[ \t]*#*[ \t]*$")
 _FENCE = re.compile(r"^ {0,3}(```|~~~)")

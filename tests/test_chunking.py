@@ -181,6 +181,19 @@ def test_chinese_sentences_are_cut_at_chinese_punctuation() -> None:
     assert all(c.text[-1] in "。！？；" for c in chunks)
 
 
+ZH_ASCII = ("他沉默了很久，没有回答我们的问题……然后转身离开了会议室。你真的要用 Ollama 部署吗?"
+            "是的，我们已经测试过了!接下来把所有的文档都放进索引里面?")
+
+
+def test_chinese_sentences_are_cut_at_ellipsis_and_ascii_marks() -> None:
+    text = "\n\n".join([ZH_ASCII * 6] * 3)
+    chunks = _chunks(text, size=20, overlap=0)
+    assert len(chunks) > 6
+    # Each chunk ends at a sentence end; with only "。" as an end, chunks would be cut mid-sentence.
+    assert {c.text[-1] for c in chunks} == {"…", "。", "?", "!"}
+    assert all(c.text.endswith("……") for c in chunks if c.text.endswith("…"))
+
+
 def test_english_sentences_are_cut_after_punctuation() -> None:
     text = " ".join(f"Sentence number {i} says something useful about Chroma!" for i in range(80))
     chunks = _chunks(text, size=50, overlap=0)
