@@ -16,7 +16,7 @@ import numpy as np
 import ollama
 import pytest
 
-from rag.server import EngineUnavailable, HashEngine, ModelSpec, OllamaServer, make_engine, serve
+from rag.server import EngineUnavailable, HashEngine, ModelSpec, OllamaServer, make_engine, runs, serve
 from rag.server.hash_text import NO_ANSWER_EN, NO_ANSWER_ZH
 
 CHAT = "qwen2.5:7b"
@@ -625,8 +625,6 @@ def test_bge_m3_is_known_multilingual_and_pullable(client: ollama.Client) -> Non
 
 
 def test_embedding_latency_faults(ollama_server_factory, monkeypatch: pytest.MonkeyPatch) -> None:
-    from rag.server import runs
-
     slept: list[float] = []
     monkeypatch.setattr(runs, "sleep", slept.append)
     srv = ollama_server_factory(embed_ms_per_input=5, embed_ms_per_request=20)
@@ -645,3 +643,14 @@ def test_embedding_latency_flags_on_the_command_line() -> None:
 
     args = parse_args(["--embed-ms-per-input", "2.5", "--embed-ms-per-request", "40"])
     assert (args.embed_ms_per_input, args.embed_ms_per_request) == (2.5, 40.0)
+
+
+def test_shift_false_turns_the_silent_cut_into_a_400(http: httpx.Client) -> None:
+    history = [{"role": "user", "content": "old " * 100}, {"role": "user", "content": PROMPT}]
+    body = {"model": CHAT, "messages": history, "shift": False, "stream": False, "options": {"num_ctx": 60}}
+    assert http.post("/api/chat", json=body).status_code == 200  # dropping the old message is enough
+    refused = http.post("/api/chat", json={**body, "truncate": False})
+    assert (refused.status_code, refused.json()["error"]) == (400, runs.CONTEXT_OVERFLOW)
+    generate = http.post("/api/generate", json={"model": CHAT, "prompt": "word " * 100, "shift": False,
+                                                "options": {"num_ctx": 60}})
+    assert (generate.status_code, generate.json()["error"]) == (400, runs.CONTEXT_OVERFLOW)

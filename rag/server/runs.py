@@ -30,6 +30,9 @@ if TYPE_CHECKING:
 
 STREAM_FAILURE = "an error was encountered while running the model: injected stream failure"
 DEFAULT_NUM_KEEP = 4
+CONTEXT_OVERFLOW = ("the prompt is longer than the context length currently available to the model; "
+                    "shorten the prompt, adjust the context length in settings, or use a model with a longer "
+                    "context length")
 JSON_ANSWER_KEY = "answer"  # the key `format: "json"` puts the engine's reply under
 THINK_LEVELS = ("low", "medium", "high", "max")
 _LABEL = re.compile(r"^\w{1,20}[:：]\s*")  # "Question: ...", "问题：..."
@@ -121,6 +124,14 @@ def fit_prompt(prompt: str, system: str, num_ctx: int, num_keep: int) -> str:
     head = min(max(num_keep - before, 0), room - 1)
     tail = hash_text.keep_last_tokens(prompt, room - head)
     return f"{hash_text.keep_first_tokens(prompt, head)} {tail}" if head else tail
+
+
+def refuse_overflow(messages: list[dict[str, Any]], num_ctx: int, drop_old: bool) -> None:
+    """With `shift: false`, a prompt still over ``num_ctx`` is Ollama's 400 instead of a silent cut.
+    With ``drop_old`` (chat's `truncate`, on by default) old non-system messages may go first."""
+    kept = [m for m in messages[:-1] if m.get("role") == "system"] + messages[-1:] if drop_old else messages
+    if sum(hash_text.message_tokens(m) for m in kept) > num_ctx:
+        raise ApiError(400, CONTEXT_OVERFLOW)
 
 
 def thinking_text(message: str) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import uuid
 
 import httpx
 import ollama
@@ -10,6 +11,11 @@ import pytest
 
 QUESTION = "Describe the sea in two long sentences."
 FILLER = " ".join(f"note{i}" for i in range(400))  # ~400+ tokens in any tokenizer
+
+
+def fresh(text: str) -> str:
+    """``text`` behind a unique prefix: a real server's prompt cache does not count reused tokens."""
+    return f"Session {uuid.uuid4().hex}. {text}"
 
 
 def lines(response: httpx.Response) -> list[dict]:
@@ -43,12 +49,12 @@ def test_empty_prompt_and_messages_load_the_model(sdk: ollama.Client, chat_model
 
 
 def test_generate_prompt_over_num_ctx_is_cut_silently(sdk: ollama.Client, chat_model: str) -> None:
-    reply = sdk.generate(model=chat_model, prompt=f"{FILLER}\n{QUESTION}", options={"num_ctx": 128, "num_predict": 4})
+    reply = sdk.generate(model=chat_model, prompt=fresh(f"{FILLER}\n{QUESTION}"), options={"num_ctx": 128, "num_predict": 4})
     assert reply.done and reply.prompt_eval_count is not None and 0 < reply.prompt_eval_count <= 128
 
 
 def test_chat_over_num_ctx_drops_old_messages(sdk: ollama.Client, chat_model: str) -> None:
-    history = [{"role": "user", "content": FILLER}, {"role": "assistant", "content": "Noted."}]
+    history = [{"role": "user", "content": fresh(FILLER)}, {"role": "assistant", "content": "Noted."}]
     messages = [{"role": "system", "content": "Answer briefly."}, *history, {"role": "user", "content": QUESTION}]
     full = sdk.chat(model=chat_model, messages=messages, options={"num_ctx": 2048, "num_predict": 4})
     cut = sdk.chat(model=chat_model, messages=messages, options={"num_ctx": 128, "num_predict": 4})
@@ -104,3 +110,15 @@ def test_thinking_streams_as_its_own_pieces(http: httpx.Client, think_model: str
     thinking = [p for p in parts if p["message"].get("thinking")]
     assert thinking and all(p["message"]["content"] == "" for p in thinking)
     assert "".join(p["message"]["content"] for p in parts).strip()
+
+
+def test_shift_false_refuses_a_prompt_over_num_ctx(http: httpx.Client, chat_model: str) -> None:
+    body = {"model": chat_model, "prompt": fresh(FILLER), "shift": False, "stream": False,
+            "options": {"num_ctx": 128, "num_predict": 4}}
+    reply = http.post("/api/generate", json=body)
+    assert reply.status_code == 400
+    assert reply.json()["error"].startswith("the prompt is longer than the context length currently available")
+    chat = http.post("/api/chat", json={"model": chat_model, "shift": False, "stream": False,
+                                        "options": {"num_ctx": 128, "num_predict": 4},
+                                        "messages": [{"role": "user", "content": fresh(FILLER)}]})
+    assert chat.status_code == 400

@@ -32,7 +32,9 @@ def test_version_and_root(http: httpx.Client) -> None:
 def test_pull_streams_the_status_sequence(sdk: ollama.Client, embed_model: str) -> None:
     progress = list(sdk.pull(embed_model, stream=True))
     phases = [p.status for p in progress if not p.digest]
-    assert phases == PULL_PHASES
+    # The real server says "removing any unused layers" only when there are some; the rest is fixed.
+    assert [p for p in phases if p != "removing any unused layers"] == [p for p in PULL_PHASES if p != PULL_PHASES[3]]
+    assert set(phases) <= set(PULL_PHASES)
     layers = [p for p in progress if p.digest]
     assert layers and all(p.status == f"pulling {p.digest[7:19]}" and p.total for p in layers)
     assert sdk.pull(embed_model).status == "success"
@@ -70,7 +72,8 @@ def test_created_model_is_listed_and_shown_with_its_parameters(sdk: ollama.Clien
 
 
 def test_created_num_ctx_applies_to_v1_chat(http: httpx.Client, derived: str, chat_model: str) -> None:
-    filler = " ".join(f"note{i}" for i in range(400))
+    # A fresh prefix each run: a real server's prompt cache would otherwise not count what it reuses.
+    filler = f"Session {uuid.uuid4().hex}. " + " ".join(f"note{i}" for i in range(400))
     messages = [{"role": "user", "content": filler}, {"role": "assistant", "content": "Noted."},
                 {"role": "user", "content": "What is the capital of France?"}]
     small = http.post("/v1/chat/completions", json={"model": derived, "messages": messages, "max_tokens": 4})
