@@ -13,7 +13,7 @@ from rag.api import RAG
 from rag.chat import Chat
 from rag.cli_models import PullReporter
 from rag.options import host_option, json_option, store_options
-from rag.output import emit_json, handle_errors, note
+from rag.output import echo, emit_json, handle_errors, note, safe_text
 from rag.types import Answer, Citation, Hit
 
 F = Callable[..., Any]
@@ -52,9 +52,9 @@ def open_kb(db: str | None, collection: str | None, host: str | None, model: str
 
 
 def location(source: str, page: int | None, heading: str) -> str:
-    """``path, page p — heading``."""
-    text = source + (f", page {page}" if page else "")
-    return text + (f" — {heading}" if heading else "")
+    """``path, page p — heading``, on one line whatever the file name holds."""
+    text = safe_text(source, one_line=True) + (f", page {page}" if page else "")
+    return text + (f" — {safe_text(heading, one_line=True)}" if heading else "")
 
 
 def format_sources(citations: Iterable[Citation]) -> str:
@@ -67,7 +67,7 @@ def format_hits(hits: Iterable[Hit], width: int = 160) -> str:
     """Ranked hits with their scores and the start of their text."""
     out = []
     for i, h in enumerate(hits, start=1):
-        text = " ".join(h.text.split())
+        text = " ".join(safe_text(h.text).split())
         text = text if len(text) <= width else text[: width - 1] + "…"
         out.append(f"{i}. {h.score:.3f}  {location(h.source, h.page, h.heading)}\n   {text}")
     return "\n".join(out)
@@ -77,16 +77,16 @@ def print_answer(result: Answer | AnswerStream, *, show_context: bool) -> Answer
     """Print an answer (as it streams, when it does), then its sources and warnings."""
     if isinstance(result, AnswerStream):
         for piece in result:
-            click.echo(piece, nl=False)
+            echo(piece, nl=False)  # a sequence split across pieces loses its ESC, so it stays inert
         answer = result.answer
-        click.echo()
+        echo()
     else:
         answer = result
-        click.echo(answer.answer)
+        echo(answer.answer)
     if answer.citations:
-        click.echo("\n" + format_sources(answer.citations))
+        echo("\n" + format_sources(answer.citations))
     if show_context and answer.contexts:
-        click.echo("\nContext:\n" + format_hits(answer.contexts))
+        echo("\nContext:\n" + format_hits(answer.contexts))
     for warning in answer.warnings:
         note(f"warning: {warning}")
     return answer
@@ -154,7 +154,7 @@ def search_command(
     if as_json:
         emit_json({"query": query, "hits": [h.to_dict() for h in hits]})
     elif hits:
-        click.echo(format_hits(hits))
+        echo(format_hits(hits))
     else:
         note("no passages matched — check the filters, or run `rag status` to see what is indexed")
 
@@ -209,12 +209,12 @@ def chat_loop(session: Chat, *, interactive: bool, show_context: bool) -> None:
             note("history cleared")
         elif question == "/sources":
             sources = session.sources()
-            click.echo(format_sources(sources) if sources else "(no sources yet)")
+            echo(format_sources(sources) if sources else "(no sources yet)")
         elif question.startswith("/"):
             note(f"unknown command {question} — {CHAT_HELP}")
         else:
             print_answer(session.ask(question, stream=True), show_context=show_context)
-            click.echo()
+            echo()
 
 
 COMMANDS: list[click.Command] = [ask_command, search_command, chat_command]

@@ -13,7 +13,7 @@ from rag.api import RAG
 from rag.cli_models import PullReporter
 from rag.client import OllamaClient
 from rag.options import host_option, json_option, store_options
-from rag.output import EXIT_INDEX, emit_json, handle_errors, note
+from rag.output import EXIT_INDEX, echo, emit_json, handle_errors, note, safe_text
 
 
 @click.command("index")
@@ -72,7 +72,7 @@ def index_command(
     if as_json:
         emit_json(report.to_dict())
     else:
-        click.echo(format_report(report, kb))
+        echo(format_report(report, kb))
 
 
 def _ensure_embed_model(kb: RAG, pull: bool) -> None:
@@ -120,7 +120,7 @@ def format_report(report: IndexReport, kb: RAG) -> str:
     for title, items in (("skipped", report.skipped), ("warnings", report.warnings)):
         if items:
             lines.append(f"{title}:")
-            lines.extend(f"  {item.path}: {item.reason}" for item in items)
+            lines.extend(f"  {_one_line(item.path)}: {_one_line(item.reason)}" for item in items)
     return "\n".join(lines)
 
 
@@ -142,16 +142,16 @@ def status_command(db: str | None, collection: str | None, verify: bool, repair:
     if as_json:
         emit_json(status.to_dict())
         return
-    click.echo(f"index      {status.chroma or status.db} (collection {status.collection})")
-    click.echo(f"folder     {status.root or '?'}")
-    click.echo(f"files      {status.files}")
-    click.echo(f"chunks     {status.chunks}")
+    echo(f"index      {status.chroma or status.db} (collection {status.collection})")
+    echo(f"folder     {_one_line(status.root or '?')}")
+    echo(f"files      {status.files}")
+    echo(f"chunks     {status.chunks}")
     for key, value in (status.fingerprint or {}).items():
-        click.echo(f"{key:<10} {value!r}")
+        echo(f"{key:<10} {value!r}")
     if status.skipped:
-        click.echo(f"skipped    {len(status.skipped)} files in the last run:")
+        echo(f"skipped    {len(status.skipped)} files in the last run:")
         for item in status.skipped:
-            click.echo(f"  {item.path}: {item.reason}")
+            echo(f"  {_one_line(item.path)}: {_one_line(item.reason)}")
 
 
 def _verify(kb: RAG, repair: bool, as_json: bool) -> None:
@@ -159,15 +159,15 @@ def _verify(kb: RAG, repair: bool, as_json: bool) -> None:
     if as_json:
         emit_json(report.to_dict())
     else:
-        click.echo(f"store chunks     {report.store_chunks}")
-        click.echo(f"recorded chunks  {report.manifest_chunks}")
-        click.echo(f"lexical chunks   {report.lexical_chunks}")
+        echo(f"store chunks     {report.store_chunks}")
+        echo(f"recorded chunks  {report.manifest_chunks}")
+        echo(f"lexical chunks   {report.lexical_chunks}")
         for label, ids in (("missing", report.missing), ("orphans", report.orphans),
                            ("unreachable", report.unreachable)):
-            click.echo(f"{label:<16} {len(ids)}" + (f"  e.g. {', '.join(ids[:3])}" if ids else ""))
+            echo(f"{label:<16} {len(ids)}" + (f"  e.g. {', '.join(ids[:3])}" if ids else ""))
         for key, n in report.repaired.items():
-            click.echo(f"repaired: {key} {n}")
-        click.echo("consistent" if report.consistent else "NOT consistent")
+            echo(f"repaired: {key} {n}")
+        echo("consistent" if report.consistent else "NOT consistent")
     if not report.consistent:
         note("error: the index is not consistent — run `rag status --verify --repair`, then `rag index PATH`"
              " (or `rag index PATH --rebuild`)")
@@ -175,3 +175,7 @@ def _verify(kb: RAG, repair: bool, as_json: bool) -> None:
 
 
 COMMANDS: list[click.Command] = [index_command, status_command]
+
+
+def _one_line(text: str) -> str:
+    return safe_text(text, one_line=True)

@@ -17,7 +17,7 @@ from rag.config import Settings
 from rag.doctor import Check, run_doctor
 from rag.models_types import PullProgress, RunningModel, to_json
 from rag.options import host_option, json_option, store_options
-from rag.output import EXIT_ERROR, emit_json, handle_errors
+from rag.output import EXIT_ERROR, echo, emit_json, handle_errors, safe_text
 
 __all__ = ["COMMANDS", "PullReporter", "doctor", "models"]
 
@@ -260,18 +260,19 @@ def doctor(
 def _doctor_table(checks: list[Check]) -> None:
     width = max(len(c.name) for c in checks)
     for c in checks:
-        click.echo(f"{c.status.upper():<5} {c.name:<{width}}  {c.detail}")
+        echo(f"{c.status.upper():<5} {c.name:<{width}}  {safe_text(c.detail, one_line=True)}")
         if c.fix and c.status != "pass":
-            click.echo(f"{'':<5} {'':<{width}}  fix: {c.fix}")
+            echo(f"{'':<5} {'':<{width}}  fix: {safe_text(c.fix, one_line=True)}")
     counts = {s: sum(c.status == s for c in checks) for s in ("pass", "warn", "fail")}
     warnings = "warning" if counts["warn"] == 1 else "warnings"
     click.echo(f"{counts['pass']} passed, {counts['warn']} {warnings}, {counts['fail']} failed")
 
 
 def _table(headers: list[str], rows: list[list[str]]) -> None:
+    rows = [[safe_text(str(cell), one_line=True) for cell in row] for row in rows]  # names the server sent
     widths = [max(len(str(r[i])) for r in [headers, *rows]) for i in range(len(headers))]
     for row in [headers, *rows]:
-        click.echo("  ".join(str(cell).ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+        echo("  ".join(str(cell).ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
 
 
 def _bytes(n: float) -> str:
