@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import dataclasses
 import functools
 import os
 import threading
@@ -187,10 +188,12 @@ class AsyncRAG:
         return await self._in_thread(lambda: self.sync.status())
 
     async def index(
-        self, folder: str | os.PathLike[str], *, rebuild: bool = False, progress: ProgressFn | None = None
+        self, folder: str | os.PathLike[str], *, rebuild: bool = False, progress: ProgressFn | None = None,
+        **overrides: Any,
     ) -> IndexReport:
-        """Sync ``folder`` into the index in a worker thread; ``progress`` is called from that thread."""
-        settings = self.sync.index_settings
+        """Sync ``folder`` into the index in a worker thread; ``progress`` is called from that thread.
+        ``overrides`` replace `IndexSettings` fields for this run (e.g. ``chunk_tokens``)."""
+        settings = dataclasses.replace(self.sync.index_settings, **overrides)
         try:
             return await self._in_thread(index_folder, Path(folder), settings, rebuild=rebuild, progress=progress)
         finally:

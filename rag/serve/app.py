@@ -22,7 +22,7 @@ from starlette.responses import FileResponse, HTMLResponse, JSONResponse, Respon
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from ingest.errors import ConfigError, RagError, StoreError
+from ingest.errors import RagError, StoreError
 from ingest.indexer import Progress
 from rag.aio import AsyncAnswerStream
 from rag.serve import files, models, openapi
@@ -210,11 +210,12 @@ async def index(request: Request) -> Response:
             raise BadRequest("'rebuild' must be true or false")
         kb = state.kb(text_field(body, "collection"))
         try:
-            root = (await kb.status()).root
+            indexed = await kb.status()
         except StoreError:
-            root = ""
-        if not root:
-            raise ConfigError(f"collection '{kb.collection}' has not been indexed yet — run `rag index PATH` "
+            indexed = None
+        root = indexed.root if indexed else ""
+        if not indexed or not root:
+            raise StoreError(f"collection '{kb.collection}' has not been indexed yet — run `rag index PATH` "
                               "once; the page can then keep it in sync")
     except (RagError, BadRequest) as err:
         return error_response(err)
@@ -223,7 +224,8 @@ async def index(request: Request) -> Response:
                             status_code=409)
     state.syncing = kb.collection
     run = SyncRun(kb.collection)
-    task = asyncio.create_task(run.follow(kb.index(root, rebuild=rebuild, progress=run.report)))
+    same = settings_of(indexed.fingerprint)
+    task = asyncio.create_task(run.follow(kb.index(root, rebuild=rebuild, progress=run.report, **same)))
     task.add_done_callback(lambda _: setattr(state, "syncing", None))
     first = await run.next_event()  # the writer lock is taken before the first progress report
     if first[0] == "error":
@@ -234,6 +236,15 @@ async def index(request: Request) -> Response:
             event = await run.next_event()
         return JSONResponse(event[1], status_code=200 if event[0] == "done" else event[1]["status"])
     return StreamingResponse(run.events(first), media_type="text/event-stream", headers=SSE_HEADERS)
+
+
+# Fingerprint keys that are index settings: "sync now" keeps the index as it was built
+# (`rag index --chunk-tokens 300` once, then the page syncs with 300 too).
+SYNC_KEEPS = ("embed_model", "document_prefix", "query_prefix", "chunk_tokens", "chunk_overlap")
+
+
+def settings_of(fingerprint: Mapping[str, Any] | None) -> dict[str, Any]:
+    return {k: fingerprint[k] for k in SYNC_KEEPS if fingerprint and fingerprint.get(k) is not None}
 
 
 class SyncRun:
