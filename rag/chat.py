@@ -1,9 +1,15 @@
 """Multi-turn chat: follow-ups are rewritten into standalone search queries; history is trimmed to its budget.
 
 "它和微调有什么区别？" or "what about the second one?" retrieve nothing useful on their own, so each
-follow-up first goes through one short `/api/chat` call that rewrites it using the history. If that
-call fails, the previous question plus the follow-up is the search query. The answer call itself
-sees the original follow-up after the (trimmed) history.
+follow-up first goes through one short `/api/chat` call that rewrites it using the history.
+
+The rewrite is not trusted blindly: small models (1-3B) answer it with off-topic text or an echo of
+the instructions. A rewrite that shares no term with the conversation, or that is mostly the
+instructions' own words, is dropped; then, as when the call fails, the previous question plus the
+follow-up is the search query. And retrieval always searches the user's own words too, fusing the two
+rankings (`rag.answer.search_fused`), so a bad rewrite can add candidates but never remove the ones
+the follow-up finds by itself (a topic switch). The answer call sees the original follow-up after the
+(trimmed) history.
 """
 
 from __future__ import annotations
@@ -11,9 +17,10 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Collection, Mapping, Sequence
-from typing import Literal, overload
+from typing import Any, Literal, overload
 
 from ingest.errors import OllamaError
+from ingest.lexical import terms
 from rag.answer import (
     AnswerStream,
     ask_stream,
@@ -38,6 +45,9 @@ REWRITE_TOKENS = 96  # a query, not an essay
 TURN_CHARS = 400  # each earlier message is shortened to this in the rewrite prompt
 _CITATION_MARK = re.compile(r"\s?[\[【［]\s*\d{1,3}(?:\s*[,，、\-–~]\s*\d{1,3})*\s*[\]】］]")
 _LABEL = re.compile(r"^(standalone (search )?(query|question)|query|search query|问题|查询)\s*[:：]\s*", re.I)
+# Lines of the rewrite prompt itself: a reply holding them repeats the prompt instead of rewriting.
+_PROMPT_LINES = ("conversation:", "follow-up question:", "user:", "assistant:")
+_INSTRUCTION_TERMS = frozenset(terms(REWRITE_SYSTEM))
 
 
 def rewrite_prompt(history: Sequence[Mapping[str, str]], follow_up: str) -> str:
@@ -64,26 +74,67 @@ def clean_rewrite(text: str) -> str:
     return ""
 
 
-def rewrite_question(
-    client: OllamaClient, history: Sequence[Mapping[str, str]], follow_up: str, *, settings: Settings
-) -> str:
-    """A standalone search query for ``follow_up`` given ``history`` (unchanged when there is no history)."""
-    if not history:
-        return follow_up
+def usable_rewrite(rewrite: str, history: Sequence[Mapping[str, str]], follow_up: str) -> bool:
+    """Whether a rewrite may drive retrieval: it shares a term with the history or the follow-up, and it
+    is not an echo of the rewrite prompt (its lines, or mostly the instructions' own words)."""
+    said = set(terms(rewrite))
+    conversation = set(terms(follow_up)).union(*(terms(m.get("content", "")) for m in history))
+    shared = said & conversation
+    if not shared:
+        return False
+    if any(line in rewrite.lower() for line in _PROMPT_LINES):
+        return False
+    echoed = (said & _INSTRUCTION_TERMS) - conversation
+    return 2 * len(echoed) < len(said)
+
+
+def choose_query(reply: str, history: Sequence[Mapping[str, str]], follow_up: str) -> str:
+    """The search query from a rewrite reply: the cleaned rewrite when usable, else the previous
+    question plus the follow-up (`fallback_query`)."""
+    query = clean_rewrite(reply)
+    if query and not usable_rewrite(query, history, follow_up):
+        log.warning("question rewrite %r ignored (off-topic, or an echo of the instructions); searching with "
+                    "the previous question plus the follow-up", query)
+        query = ""
+    return query or fallback_query(history, follow_up)
+
+
+def rewrite_request(
+    history: Sequence[Mapping[str, str]], follow_up: str, settings: Settings
+) -> tuple[list[dict[str, str]], dict[str, Any]]:
+    """The messages and options of the rewrite call (shared with the async `rag.aio`)."""
     messages = [
         {"role": "system", "content": REWRITE_SYSTEM},
         {"role": "user", "content": rewrite_prompt(trim_history(history, settings.history_tokens), follow_up)},
     ]
     # The same num_ctx as the answer calls, so the model is not reloaded between the two.
     num_ctx = context_window(settings, estimate_tokens(messages))
+    return messages, chat_options(settings, num_ctx, REWRITE_TOKENS)
+
+
+def record_turn(
+    history: Sequence[Mapping[str, str]], question: str, answer: Answer, history_tokens: int
+) -> list[dict[str, str]]:
+    """The history after one more turn, bounded (the prompt trims it again to the exact budget)."""
+    # Old [n] marks would point at passages the next prompt numbers differently: drop them.
+    reply = _CITATION_MARK.sub("", answer.answer).strip()
+    turn = [{"role": "user", "content": question}, {"role": "assistant", "content": reply}]
+    return trim_history([*history, *turn], 2 * history_tokens)
+
+
+def rewrite_question(
+    client: OllamaClient, history: Sequence[Mapping[str, str]], follow_up: str, *, settings: Settings
+) -> str:
+    """A standalone search query for ``follow_up`` given ``history`` (unchanged when there is no history)."""
+    if not history:
+        return follow_up
+    messages, options = rewrite_request(history, follow_up, settings)
     try:
-        reply = client.chat(settings.chat_model, messages, stream=False, think=False,
-                            options=chat_options(settings, num_ctx, REWRITE_TOKENS))
-        query = clean_rewrite((reply.message.content or "") if reply.message else "")
+        reply = client.chat(settings.chat_model, messages, stream=False, think=False, options=options)
     except OllamaError as err:
         log.warning("question rewrite failed (%s); searching with the previous question plus the follow-up", err)
-        query = ""
-    return query or fallback_query(history, follow_up)
+        return fallback_query(history, follow_up)
+    return choose_query((reply.message.content or "") if reply.message else "", history, follow_up)
 
 
 class Chat:
@@ -105,7 +156,8 @@ class Chat:
         self.k, self.where_glob, self.kinds = k, where_glob, kinds
         self.history: list[dict[str, str]] = []  # {"role": "user"|"assistant", "content": ...}
         self.last: Answer | None = None
-        self.last_query: str | None = None  # the (rewritten) search query of the last question
+        # the rewritten search query of the last question (searched together with the question itself)
+        self.last_query: str | None = None
 
     @overload
     def ask(self, question: str, *, stream: Literal[False] = False) -> Answer: ...
@@ -158,9 +210,5 @@ class Chat:
         return list(self.last.contexts) if self.last else []
 
     def _record(self, question: str, answer: Answer) -> None:
-        # Old [n] marks would point at passages the next prompt numbers differently: drop them.
-        reply = _CITATION_MARK.sub("", answer.answer).strip()
-        self.history += [{"role": "user", "content": question}, {"role": "assistant", "content": reply}]
-        # Keep the stored history bounded; the prompt trims it again to the exact budget.
-        self.history = trim_history(self.history, 2 * self.retriever.settings.history_tokens)
+        self.history = record_turn(self.history, question, answer, self.retriever.settings.history_tokens)
         self.last = answer

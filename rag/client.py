@@ -50,11 +50,13 @@ SUGGESTED_EMBED_MODEL = "nomic-embed-text"
 class OllamaClient:
     """Health, model management, generation and embeddings against one Ollama server.
 
-    ``api="openai"`` sends `chat` and `embed` through `/v1/chat/completions` and `/v1/embeddings`
-    for servers that only speak that dialect. The cost: `/v1` cannot set ``num_ctx``, ``keep_alive``
-    or ``truncate`` (the server's defaults apply, so long prompts are cut silently at its context
-    length), and ``temperature`` / ``top_p`` default to 1.0 instead of Ollama's 0.8 / 0.9 unless passed
-    in ``options``. Model management, `health` and `generate` always use the native API.
+    ``api="openai"`` sends `chat`, `generate`, `embed` and `models` through `/v1/chat/completions`,
+    `/v1/completions`, `/v1/embeddings` and `/v1/models` for servers that only speak that dialect. The
+    cost: `/v1` cannot set ``num_ctx``, ``keep_alive``, ``truncate`` or a `generate` ``system`` prompt
+    (the server's defaults apply, so long prompts are cut silently at its context length; a model made
+    with `/api/create` can carry a bigger ``num_ctx``), `models` reports names and dates only, and
+    ``temperature`` / ``top_p`` default to 1.0 instead of Ollama's 0.8 / 0.9 unless passed in
+    ``options``. The rest of model management and `health` always use the native API.
     """
 
     def __init__(
@@ -134,7 +136,9 @@ class OllamaClient:
         return Health(host=self.host, version=version, latency_ms=round(latency_ms, 1))
 
     def models(self) -> list[ModelInfo]:
-        """The local models (`/api/tags`)."""
+        """The local models (`/api/tags`, or `/v1/models` with names and dates only when ``api="openai"``)."""
+        if self.api == "openai":
+            return v1.model_infos(self._json(self._raw("GET", "/v1/models")))
         listed = self._call(self._sdk.list)
         return [_model_info(m) for m in listed.models]
 
@@ -224,8 +228,22 @@ class OllamaClient:
         think: Think = None,
         keep_alive: float | str | None = None,
     ) -> GenerateResponse | Iterator[GenerateResponse]:
-        """Complete a prompt (`/api/generate`), whole or streamed."""
+        """Complete a prompt (`/api/generate`, or `/v1/completions` when ``api="openai"``), whole or streamed."""
         _require(model)
+        if self.api == "openai":
+            if system:
+                raise ConfigError("a system prompt cannot be sent through /v1/completions — put it in the prompt, "
+                                  "or use api='native'")
+            if think:
+                raise ConfigError("think cannot be sent through /v1/completions — use api='native'")
+            body = v1.completion_body(model, prompt, options, stream)
+            if stream:
+                return self._stream(
+                    lambda: v1.completion_lines(self._http, self.host, body, model), model=model
+                )
+            return v1.completion_response(
+                self._json(self._raw("POST", "/v1/completions", json=body, model=model)), model
+            )
         kwargs: dict[str, Any] = dict(
             system=system, options=dict(options) if options else None, think=think, keep_alive=keep_alive
         )

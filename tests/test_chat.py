@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from typing import Any
 
@@ -10,9 +11,18 @@ from readpath import indexed_settings, requests_to
 
 from ingest.errors import OllamaResponseError
 from rag.answer import estimate_tokens
-from rag.chat import Chat, clean_rewrite, fallback_query, rewrite_prompt
+from rag.chat import (
+    REWRITE_SYSTEM,
+    Chat,
+    choose_query,
+    clean_rewrite,
+    fallback_query,
+    rewrite_prompt,
+    usable_rewrite,
+)
 from rag.client import OllamaClient
 from rag.retrieve import Retriever
+from rag.server import HashEngine
 
 
 @pytest.fixture
@@ -56,8 +66,10 @@ def test_follow_up_is_rewritten_from_history_and_drives_retrieval(ollama_server,
     assert prompt.endswith("Follow-up question: and how often should its filter be cleaned?")
     # The hash engine's rewrite: the previous question's content words + the follow-up.
     assert chat.last_query == "long dishwasher warranty and how often should its filter be cleaned?"
+    # Retrieval searches the follow-up's own words and the rewrite.
     embeds = requests_to(ollama_server, "/api/embed")
-    assert embeds[-1]["input"] == ["search_query: " + chat.last_query]
+    assert [e["input"] for e in embeds[-2:]] == [["search_query: and how often should its filter be cleaned?"],
+                                                 ["search_query: " + chat.last_query]]
     # The answer call sees the history and the original follow-up.
     answer_call = requests_to(ollama_server, "/api/chat")[-1]
     assert [m["role"] for m in answer_call["messages"]] == ["system", "user", "assistant", "user"]
@@ -99,8 +111,7 @@ def test_failed_rewrite_falls_back_to_previous_plus_follow_up(ollama_server, ret
 
 
 def test_history_is_trimmed_to_its_budget(ollama_server, retriever: Retriever) -> None:
-    tight = Retriever(retriever.store, retriever.lexical, retriever.embedder,
-                      retriever.settings.with_(history_tokens=100))
+    tight = dataclasses.replace(retriever, settings=retriever.settings.with_(history_tokens=100))
     with Chat(tight) as chat:
         for q in ["How long is the dishwasher warranty?", "When should I prune roses?",
                   "How often should I turn the compost?", "How should tomatoes be watered?"]:
@@ -127,3 +138,60 @@ def test_streamed_answer_updates_history_at_the_end(chat: Chat) -> None:
     text = "".join(stream)
     assert chat.history[-1]["role"] == "assistant" and "late winter" in text
     assert chat.last is stream.answer
+
+
+# -- a bad rewrite -----------------------------------------------------------------------------
+
+ZH_HISTORY = [{"role": "user", "content": "检索增强生成是什么？"},
+              {"role": "assistant", "content": "检索增强生成先从文档库中检索相关段落，再让大语言模型回答。"}]
+
+
+def test_usable_rewrites_share_a_term_with_the_conversation_and_do_not_echo_the_instructions() -> None:
+    assert usable_rewrite("检索增强生成和微调有什么区别", ZH_HISTORY, "它和微调有什么区别？")
+    assert usable_rewrite("dishwasher warranty length", ZH_HISTORY, "How long is the dishwasher warranty?")
+    assert not usable_rewrite("Bananas are rich in potassium.", ZH_HISTORY, "它和微调有什么区别？")
+    assert not usable_rewrite(REWRITE_SYSTEM.split(":")[0], ZH_HISTORY, "它和微调有什么区别？")
+    # an echo that happens to share a word with the follow-up is still an echo
+    echo = "Rewrite the follow-up question as a standalone search query about the filter"
+    assert not usable_rewrite(echo, [], "what about the filter question?")
+    assert not usable_rewrite("user: 检索增强生成是什么？", ZH_HISTORY, "它和微调有什么区别？")
+    assert choose_query("Bananas.", ZH_HISTORY, "它和微调有什么区别？") == "检索增强生成是什么？ 它和微调有什么区别？"
+    assert choose_query("Query: 检索增强生成和微调的区别", ZH_HISTORY, "它和微调有什么区别？") == "检索增强生成和微调的区别"
+
+
+def _chat_with_rewrite_reply(factory: Any, tmp_path: Any, reply: str) -> tuple[Any, Retriever]:
+    server = factory(HashEngine(rewrite_reply=reply))
+    return server, Retriever.open(indexed_settings(server, tmp_path))
+
+
+@pytest.mark.parametrize("reply", ["Bananas are an excellent source of potassium.", "检索增强生成是什么"])
+def test_a_topic_switch_survives_a_bad_rewrite(ollama_server_factory, tmp_path, reply: str) -> None:
+    # An unrelated rewrite is dropped; one stuck on the old topic is kept, but only adds candidates.
+    server, retriever = _chat_with_rewrite_reply(ollama_server_factory, tmp_path, reply)
+    with retriever, Chat(retriever) as chat:
+        chat.ask("检索增强生成是什么？")
+        answer = chat.ask("How long is the dishwasher warranty?")
+    assert [b["messages"][-1]["content"] for b in rewrite_requests(server)][0].startswith("Conversation:")
+    assert answer.contexts[0].source == "manual.pdf" and answer.contexts[0].page == 2
+    assert "two years" in answer.answer and [(c.source, c.page) for c in answer.citations] == [("manual.pdf", 2)]
+    if reply.startswith("Bananas"):
+        assert chat.last_query == "检索增强生成是什么？ How long is the dishwasher warranty?"
+    else:
+        assert chat.last_query == reply
+
+
+@pytest.mark.parametrize("reply", ["Bananas are an excellent source of potassium.", "检索增强生成是什么"])
+def test_a_true_follow_up_survives_a_bad_rewrite(ollama_server_factory, tmp_path, reply: str) -> None:
+    server, retriever = _chat_with_rewrite_reply(ollama_server_factory, tmp_path, reply)
+    with retriever, Chat(retriever) as chat:
+        chat.ask("检索增强生成是什么？")
+        answer = chat.ask("它和微调有什么区别？")
+    assert "zh/微调.md" in [h.source for h in answer.contexts]
+    assert any(c.source == "zh/微调.md" for c in answer.citations), answer
+
+
+def test_the_rewrite_fault_leaves_answers_alone(ollama_server_factory, tmp_path) -> None:
+    server, retriever = _chat_with_rewrite_reply(ollama_server_factory, tmp_path, "Bananas.")
+    with retriever, Chat(retriever) as chat:
+        answer = chat.ask("How long is the dishwasher warranty?")
+    assert "two years" in answer.answer and "Bananas" not in answer.answer

@@ -50,7 +50,7 @@ def test_ask_options_model_k_no_stream_show_context(ollama_server, where: list[s
     assert "zh/微调.md" in result.stdout and "Context:\n1. " in result.stdout
     body = requests_to(ollama_server, "/api/chat")[-1]
     assert body["model"] == "llama3.2:1b"
-    assert body["messages"][-1]["content"].count("\n[") == 2  # --k 2: two passages
+    assert body["messages"][-1]["content"].count("\n<passage n=") == 2  # --k 2: two passages
 
 
 def test_ask_filters(where: list[str]) -> None:

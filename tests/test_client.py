@@ -350,6 +350,69 @@ def test_v1_errors_map_like_native_ones(v1: OllamaClient) -> None:
         v1.chat("nomic-embed-text", USER)
 
 
+def test_v1_generate_goes_through_v1_completions(v1: OllamaClient, ollama_server: OllamaServer) -> None:
+    reply = v1.generate("qwen2.5:7b", "Why is the sky blue?", options={"temperature": 0.2, "num_ctx": 8192,
+                                                                      "num_predict": 50, "stop": ["\n\n"]})
+    request = ollama_server.requests[-1]
+    assert request.path == "/v1/completions"
+    assert request.json == {"model": "qwen2.5:7b", "prompt": "Why is the sky blue?", "stream": False,
+                            "temperature": 0.2, "max_tokens": 50, "stop": ["\n\n"]}  # no num_ctx through /v1
+    with OllamaClient(ollama_server.url) as native_client:
+        native = native_client.generate("qwen2.5:7b", "Why is the sky blue?")
+    assert reply.done and reply.response == native.response and reply.response
+    assert reply.done_reason == "stop" and reply.eval_count and reply.prompt_eval_count
+    cut = v1.generate("qwen2.5:7b", "Why is the sky blue?", options={"num_predict": 2})
+    assert cut.done_reason == "length" and cut.eval_count == 2
+
+
+def test_v1_generate_streamed(v1: OllamaClient, ollama_server: OllamaServer) -> None:
+    pieces = list(v1.generate("qwen2.5:7b", "二加二等于几？", stream=True))
+    assert len(pieces) > 1 and not any(p.done for p in pieces[:-1])
+    assert pieces[-1].done and pieces[-1].done_reason == "stop" and pieces[-1].response == ""
+    request = ollama_server.requests[-1]
+    assert request.path == "/v1/completions" and request.json["stream"] is True
+    with OllamaClient(ollama_server.url) as native_client:
+        native = native_client.generate("qwen2.5:7b", "二加二等于几？")
+    assert "".join(p.response for p in pieces) == native.response
+
+
+def test_v1_generate_refuses_what_v1_cannot_carry(v1: OllamaClient, ollama_server: OllamaServer) -> None:
+    with pytest.raises(ConfigError, match="system prompt cannot be sent through /v1/completions.*api='native'"):
+        v1.generate("qwen2.5:7b", "hi", system="be brief")
+    with pytest.raises(ConfigError, match="think cannot be sent through /v1/completions"):
+        v1.generate("qwen2.5:7b", "hi", think=True)
+    assert ollama_server.requests == []
+
+
+def test_v1_models_lists_through_v1_models(v1: OllamaClient, ollama_server: OllamaServer) -> None:
+    listed = v1.models()
+    assert ollama_server.requests[-1].path == "/v1/models"
+    with OllamaClient(ollama_server.url) as native_client:
+        native = native_client.models()
+    assert sorted(m.name for m in listed) == sorted(m.name for m in native)
+    assert all(m.modified is not None and m.size == 0 for m in listed)  # /v1 tells names and dates only
+
+
+def test_v1_generate_and_models_errors_map_like_native_ones(
+    v1: OllamaClient, ollama_server_factory: Callable[..., OllamaServer]
+) -> None:
+    with pytest.raises(ModelNotFound, match="rag models pull nope"):
+        v1.generate("nope", "hi")
+    with pytest.raises(ModelNotFound, match="rag models pull nope"):
+        list(v1.generate("nope", "hi", stream=True))
+    with pytest.raises(ModelCapabilityError, match="does not support generate"):
+        v1.generate("nomic-embed-text", "hi")
+    failing = ollama_server_factory(stream_error_after=1)
+    with OllamaClient(failing.url, api="openai") as c, pytest.raises(StreamError):
+        list(c.generate("qwen2.5:7b", "Why is the sky blue?", stream=True))
+    busy = ollama_server_factory(busy_every=1)
+    with OllamaClient(busy.url, api="openai", retries=0) as c:
+        with pytest.raises(ServerBusy, match="is busy"):
+            c.models()
+        with pytest.raises(ServerBusy, match="is busy"):
+            c.generate("qwen2.5:7b", "hi")
+
+
 def test_v1_error_mid_stream(ollama_server_factory: Callable[..., OllamaServer]) -> None:
     srv = ollama_server_factory(stream_error_after=2)
     with OllamaClient(srv.url, api="openai") as c, pytest.raises(StreamError):

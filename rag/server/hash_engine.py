@@ -1,9 +1,16 @@
 """The default engine of the bundled server: deterministic and instant, no model files.
 
 Embeddings are signed feature hashing of words and Han-character bigrams (plus Han unigrams at a
-lower weight), so texts that share words, in English or Chinese, get close vectors. Chat replies
-follow the prompt format in docs/ARCHITECTURE.md: they quote the best-matching passage sentences
-with their `[n]` citations (see `rag.server.hash_text`).
+lower weight), so texts that share words, in English or Chinese, get close vectors. Chat replies are
+extractive: for the prompt format in docs/ARCHITECTURE.md (or plain numbered passages) they quote the
+best-matching passage sentences with their `[n]` citations; a question-rewrite request gets the
+follow-up with the previous question's content words; any other prompt gets the sentence of the
+message most relevant to its question line (see `rag.server.hash_text`).
+
+Fault: ``HashEngine(rewrite_reply="...")`` answers every question-rewrite request with that text, as a
+small model might, to test that an app survives a bad rewrite::
+
+    srv = ollama_server_factory(HashEngine(rewrite_reply="Bananas are rich in potassium."))
 """
 
 from __future__ import annotations
@@ -29,11 +36,18 @@ class HashEngine:
     """Deterministic embeddings and extractive chat over a customisable model catalog."""
 
     def __init__(
-        self, catalog: Iterable[ModelSpec] = DEFAULT_CATALOG, library: Iterable[ModelSpec] = DEFAULT_LIBRARY
+        self,
+        catalog: Iterable[ModelSpec] = DEFAULT_CATALOG,
+        library: Iterable[ModelSpec] = DEFAULT_LIBRARY,
+        *,
+        rewrite_reply: str | None = None,
     ) -> None:
         self.catalog: tuple[ModelSpec, ...] = tuple(catalog)
         # Pullable models: the server installs them on `/api/pull`, and this engine can serve them.
         self.library: tuple[ModelSpec, ...] = tuple(library)
+        # The off-topic-rewrite fault: when set, every question-rewrite request gets this text back, the
+        # way small models answer the rewrite with something unrelated. May be changed at any time.
+        self.rewrite_reply = rewrite_reply
 
     def models(self) -> list[ModelSpec]:
         """The installed models."""
@@ -69,7 +83,11 @@ class HashEngine:
         spec = self.spec(model)
         num_ctx = min(int(options.get("num_ctx") or DEFAULT_NUM_CTX), spec.context_length)
         kept, prompt_tokens = hash_text.fit_context(messages, num_ctx)
-        return _generation(hash_text.reply(kept), prompt_tokens, options)
+        if self.rewrite_reply is not None and hash_text.is_rewrite_request(kept):
+            text = self.rewrite_reply
+        else:
+            text = hash_text.reply(kept)
+        return _generation(text, prompt_tokens, options)
 
     def generate(self, model: str, prompt: str, system: str, options: dict[str, Any]) -> Generation:
         """Complete a prompt: the same reply rules as chat, on a system + user conversation."""

