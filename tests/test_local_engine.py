@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from rag.answer import SYSTEM_PROMPT, user_message
 from rag.server.engine import ContextExceeded
 from rag.server.local_engine import (
     DEFAULT_CHAT_MODEL,
@@ -20,6 +21,7 @@ from rag.server.local_engine import (
     fallback_rewrite,
     repair_citation,
 )
+from rag.types import Hit
 
 pytestmark = pytest.mark.real_models
 
@@ -27,21 +29,17 @@ REFERENCE = Path(__file__).parent / "data" / "minilm_reference.json"
 # int8 quantisation error is largest on one-word inputs; every other text must reach 0.999
 MIN_COSINE = {"tiny": 0.995}
 
-ANSWER_PROMPT = """Passages:
-[1] handbook/leave.md — Vacation
-Full-time employees receive 25 days of paid vacation per year. Unused days expire at the end of March.
-
-[2] handbook/it.md — VPN
-To connect to the VPN, install WireGuard and import the profile from the IT portal.
-
-[3] handbook/office.md — Parking
-The garage opens at 7:00. Visitors must register at reception.
-
-Question: How many days of paid vacation do employees get per year?"""
-SYSTEM = (
-    "You answer questions about the user's documents using only the numbered passages in the last "
-    "message. Cite every passage you use as [n]. Answer in the language of the question."
-)
+HANDBOOK = [
+    Hit("handbook/leave.md", None, "Vacation", 0.9, "Full-time employees receive 25 days of paid vacation per "
+        "year. Unused days expire at the end of March.", "a"),
+    Hit("handbook/it.md", None, "VPN", 0.8, "To connect to the VPN, install WireGuard and import the profile "
+        "from the IT portal.", "b"),
+    Hit("handbook/office.md", None, "Parking", 0.7, "The garage opens at 7:00. Visitors must register at "
+        "reception.", "c"),
+]
+# rag's own answer prompt (docs/ARCHITECTURE.md, "Prompt format")
+ANSWER_PROMPT = user_message("How many days of paid vacation do employees get per year?", HANDBOOK)
+SYSTEM = SYSTEM_PROMPT
 
 
 @pytest.fixture(scope="module")
@@ -134,10 +132,12 @@ def test_rewrite_is_one_line_or_the_fallback(engine: LocalEngine) -> None:
 
 def test_citation_repair_and_rewrite_fallback_rules() -> None:
     assert repair_citation("9464", ANSWER_PROMPT.replace("WireGuard", "WireGuard on port 9464")) == " [2]"
+    numbered = "[1] a.md\nThe garage opens at 7:00.\n\n[2] b.md\nThe VPN uses port 9464.\n\nQuestion: Which port?"
+    assert repair_citation("9464", numbered) == " [2]"  # plain numbered passages of other apps too
     assert repair_citation("25 days [1].", ANSWER_PROMPT) == ""  # already cites: untouched
     assert repair_citation("Paris.", ANSWER_PROMPT) == ""  # shares nothing with any passage
-    assert fallback_rewrite("Conversation:\nuser: 总部在哪？\nassistant: 杭州。\n\nFollow-up question: 有多少人？") \
-        == "总部在哪？ 有多少人？"
+    transcript = "Conversation:\nuser: 总部在哪？\nassistant: 杭州。\n\nFollow-up question: 有多少人？"
+    assert fallback_rewrite([{"role": "user", "content": transcript}]) == "总部在哪？ 有多少人？"
 
 
 def test_served_over_http_with_the_ollama_sdk(engine: LocalEngine) -> None:
