@@ -654,3 +654,34 @@ def test_shift_false_turns_the_silent_cut_into_a_400(http: httpx.Client) -> None
     generate = http.post("/api/generate", json={"model": CHAT, "prompt": "word " * 100, "shift": False,
                                                 "options": {"num_ctx": 60}})
     assert (generate.status_code, generate.json()["error"]) == (400, runs.CONTEXT_OVERFLOW)
+
+
+def test_loopback_server_refuses_foreign_host_headers(ollama_server: OllamaServer) -> None:
+    for host, status in [("evil.example", 403), ("localhost:11434", 200), ("box.local", 200),
+                         ("192.168.1.20:11434", 200), ("[::1]:11434", 200)]:
+        reply = httpx.get(ollama_server.url + "/api/version", headers={"Host": host})
+        assert reply.status_code == status, host
+        if status == 403:
+            assert reply.content == b""  # a bare 403, not JSON
+    assert ollama_server.requests[0].status == 403  # recorded like any other
+
+
+def test_push_progress_and_errors(client: ollama.Client, http: httpx.Client) -> None:
+    lines = list(client.push(EMBED, stream=True))
+    assert [line.status for line in lines if not line.digest] == ["retrieving manifest", "pushing manifest",
+                                                                 "success"]
+    assert all(line.status == "starting upload" and line.total for line in lines if line.digest)
+    assert http.post("/api/push", json={}).json() == {"error": "model is required"}
+
+
+def test_other_request_checks_of_the_error_table(http: httpx.Client) -> None:
+    def error(path: str, body: dict) -> tuple[int, str]:
+        reply = http.post(path, json={**body, "stream": False})
+        return reply.status_code, reply.json()["error"]
+
+    assert error("/api/chat", {"model": CHAT, "messages": [{"role": "user", "content": "hi"}],
+                               "top_logprobs": 21}) == (400, "top_logprobs must be between 0 and 20")
+    assert error("/api/generate", {"model": CHAT, "prompt": "def f(", "suffix": "return 1"}) == (
+        400, f'"{CHAT}" does not support insert')
+    assert error("/api/embed", {"model": EMBED, "input": "hello", "options": {"num_ctx": 2}}) == (
+        400, "input after truncation exceeds maximum context length")

@@ -3,6 +3,7 @@ and a keep-alive HTTP/1.1 handler writing Content-Length bodies and chunked NDJS
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import socket
 import time
@@ -13,6 +14,7 @@ from urllib.parse import urlsplit
 from rag.server.native import VERSION
 from rag.server.protocol import (
     ApiError,
+    JsonReply,
     RecordedRequest,
     Reply,
     StreamReply,
@@ -85,6 +87,9 @@ class Handler(BaseHTTPRequestHandler):
         headers = {k.lower(): v for k, v in self.headers.items()}
         try:
             self._meta = (self.command, path, _json_or_none(raw), headers)
+            if not host_allowed(self.server.server_address[0], headers.get("host", "")):
+                self._send(JsonReply(None, 403), False)  # Ollama's bare 403: no body at all
+                return
             self._send(app.dispatch(self.command, path, raw, number), path.startswith("/v1/"))
         except (ConnectionError, OSError):
             self.close_connection = True
@@ -165,6 +170,31 @@ class Handler(BaseHTTPRequestHandler):
 
     def _chunk(self, data: bytes) -> None:
         self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
+
+
+LOCAL_SUFFIXES = (".localhost", ".local", ".internal")
+
+
+def host_allowed(bound: str, host_header: str) -> bool:
+    """Ollama's allowedHostsMiddleware: a server bound to loopback answers only requests whose `Host` is
+    local, private, or a `*.localhost|*.local|*.internal` name (this stops DNS rebinding; it also
+    bites reverse proxies and tunnels)."""
+    try:
+        if not ipaddress.ip_address(bound).is_loopback:
+            return True
+    except ValueError:
+        return True
+    host = host_header.strip().lower()
+    if host.startswith("["):  # [::1]:11434
+        host = host[1:].split("]", 1)[0]
+    elif host.count(":") == 1:
+        host = host.split(":", 1)[0]
+    try:
+        address = ipaddress.ip_address(host)
+        return address.is_loopback or address.is_private or address.is_unspecified
+    except ValueError:
+        pass
+    return host in ("", "localhost", socket.gethostname().lower()) or host.endswith(LOCAL_SUFFIXES)
 
 
 def _json_or_none(raw: bytes) -> Any:

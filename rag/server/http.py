@@ -36,6 +36,7 @@ ROUTES: dict[str, dict[str, Route]] = {
     "/api/show": {"POST": native.show},
     "/api/pull": {"POST": native.pull},
     "/api/create": {"POST": native.create},
+    "/api/push": {"POST": native.push},
     "/api/copy": {"POST": native.copy},
     "/api/delete": {"DELETE": native.delete},
     "/api/embed": {"POST": native.embed},

@@ -32,6 +32,7 @@ from rag.server.runs import (
     Run,
     Shape,
     check_format,
+    check_top_logprobs,
     embed_delay,
     fit_prompt,
     options_for,
@@ -167,10 +168,7 @@ def _pull_lines(srv: OllamaServer, name: str) -> Iterator[dict[str, Any]]:
     if found is None:
         raise ApiError(500, "pull model manifest: file does not exist")
     spec, engine_name = found
-    layers = [("model", max(spec.size - 2048, 1)), ("template", len(spec.template) or 1)]
-    if spec.parameters:
-        layers.append(("params", len(spec.parameters)))
-    for part, total in layers:
+    for part, total in _layers(spec):
         digest = "sha256:" + digest_of(f"{spec.name}/{part}")
         line = {"status": f"pulling {digest[7:19]}", "digest": digest, "total": total}
         yield line
@@ -182,6 +180,39 @@ def _pull_lines(srv: OllamaServer, name: str) -> Iterator[dict[str, Any]]:
         srv.registry.install(spec, engine_name)
     yield {"status": "removing any unused layers"}
     yield {"status": "success"}
+
+
+def push(srv: OllamaServer, req: Request) -> Reply:
+    """`POST /api/push`: progress lines like pull's; nothing leaves the machine."""
+    body = decode(req.body, "PushRequest")
+    name = model_field(body, "PushRequest")
+    if not name:
+        raise ApiError(400, "model is required")
+    model = srv.registry.find(name)
+    if model is None:
+        raise ApiError(404, f"model '{name}' not found")
+
+    def lines() -> Iterator[dict[str, Any]]:
+        yield {"status": "retrieving manifest"}
+        for part, total in _layers(model.spec):
+            digest = "sha256:" + digest_of(f"{model.engine_name}/{part}")
+            yield {"status": "starting upload", "digest": digest, "total": total}
+            yield {"status": "starting upload", "digest": digest, "total": total, "completed": total}
+        yield {"status": "pushing manifest"}
+        yield {"status": "success"}
+
+    if get_field(body, "stream", bool, "PushRequest", True):
+        return StreamReply(lines())
+    for _ in lines():
+        pass
+    return JsonReply({"status": "success"})
+
+
+def _layers(spec: ModelSpec) -> list[tuple[str, int]]:
+    layers = [("model", max(spec.size - 2048, 1)), ("template", len(spec.template) or 1)]
+    if spec.parameters:
+        layers.append(("params", len(spec.parameters)))
+    return layers
 
 
 def create(srv: OllamaServer, req: Request) -> Reply:
@@ -320,6 +351,9 @@ def generate(srv: OllamaServer, req: Request) -> Reply:
     if raw and (body.get("template") or body.get("system") or body.get("context")):
         raise ApiError(400, "raw mode does not support template, system, or context")
     stream = get_field(body, "stream", bool, "GenerateRequest", True)
+    if body.get("suffix") and "insert" not in model.spec.capabilities:
+        raise ApiError(400, f'"{name}" does not support insert')
+    check_top_logprobs(body)
     think = thinks(model, body.get("think"))
     fmt = check_format(body.get("format"))
     options = options_for(srv, body, model, "GenerateRequest")
@@ -363,6 +397,7 @@ def chat(srv: OllamaServer, req: Request) -> Reply:
     model = require_generator(srv, name, body, "chat")
     messages = chat_messages(get_field(body, "messages", list, "ChatRequest", []))
     stream = get_field(body, "stream", bool, "ChatRequest", True)
+    check_top_logprobs(body)
     think = thinks(model, body.get("think"))
     fmt = check_format(body.get("format"))
     options = options_for(srv, body, model, "ChatRequest")

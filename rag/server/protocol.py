@@ -95,6 +95,7 @@ REQUEST_FIELDS: dict[str, dict[str, Any]] = {
     "EmbeddingRequest": {"model": str, "options": dict, "prompt": str},
     "ShowRequest": {"model": str, "name": str, "system": str, "template": str, "verbose": bool, "options": dict},
     "PullRequest": {"model": str, "name": str, "insecure": bool, "stream": bool},
+    "PushRequest": {"model": str, "name": str, "insecure": bool, "stream": bool},
     "CreateRequest": {"model": str, "name": str, "from": str, "system": str, "template": str, "stream": bool,
                       "quantize": str, "parameters": dict, "files": dict, "adapters": dict,
                       "messages": MESSAGES},

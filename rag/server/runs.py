@@ -34,6 +34,7 @@ CONTEXT_OVERFLOW = ("the prompt is longer than the context length currently avai
                     "shorten the prompt, adjust the context length in settings, or use a model with a longer "
                     "context length")
 JSON_ANSWER_KEY = "answer"  # the key `format: "json"` puts the engine's reply under
+EMBED_SPECIAL_TOKENS = 2  # BOS and EOS of an embedding model's tokenizer take two places of num_ctx
 THINK_LEVELS = ("low", "medium", "high", "max")
 _LABEL = re.compile(r"^\w{1,20}[:：]\s*")  # "Question: ...", "问题：..."
 
@@ -51,6 +52,12 @@ def require_generator(srv: OllamaServer, name: str, body: dict[str, Any], action
     if body.get("think") not in (None, False) and "thinking" not in caps:
         raise ApiError(400, f'"{name}" does not support thinking')
     return model
+
+
+def check_top_logprobs(body: dict[str, Any]) -> None:
+    """`top_logprobs` must be within 0..20 (logprobs themselves are not emulated)."""
+    if not 0 <= int(body.get("top_logprobs") or 0) <= 20:
+        raise ApiError(400, "top_logprobs must be between 0 and 20")
 
 
 def thinks(model: Installed, think: Any) -> bool:
@@ -103,6 +110,8 @@ def truncate_inputs(texts: list[str], limit: int, truncate: bool) -> list[str]:
     does before running the model; with ``truncate`` off an over-long input is Ollama's 400."""
     kept = []
     for text in texts:
+        if limit <= EMBED_SPECIAL_TOKENS and text:  # nothing is left once BOS and EOS are counted
+            raise ApiError(400, "input after truncation exceeds maximum context length")
         if hash_text.count_tokens(text) > limit:
             if not truncate:
                 raise ApiError(400, "the input length exceeds the context length")

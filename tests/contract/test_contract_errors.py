@@ -98,3 +98,12 @@ def test_unknown_route_and_wrong_method_are_plain_text(http: httpx.Client) -> No
     missing = http.get("/api/nope")
     assert (missing.status_code, missing.text) == (404, "404 page not found")
     assert http.get("/api/chat").status_code == 405
+
+
+def test_request_checks_before_any_model_work(http: httpx.Client, chat_model: str) -> None:
+    logprobs = http.post("/api/chat", json={"model": chat_model, "stream": False, "top_logprobs": 21,
+                                            "messages": [{"role": "user", "content": "hi"}]})
+    assert error_of(logprobs) == (400, "top_logprobs must be between 0 and 20")
+    assert error_of(http.post("/api/push", json={})) == (400, "model is required")
+    raw = http.post("/api/generate", json={"model": chat_model, "prompt": "hi", "raw": True, "system": "x"})
+    assert error_of(raw) == (400, "raw mode does not support template, system, or context")
