@@ -87,7 +87,7 @@ class Handler(BaseHTTPRequestHandler):
         headers = {k.lower(): v for k, v in self.headers.items()}
         try:
             self._meta = (self.command, path, _json_or_none(raw), headers)
-            if not host_allowed(self.server.server_address[0], headers.get("host", "")):
+            if not host_allowed(str(self.server.server_address[0]), headers.get("host", "")):
                 self._send(JsonReply(None, 403), False)  # Ollama's bare 403: no body at all
                 return
             self._send(app.dispatch(self.command, path, raw, number), path.startswith("/v1/"))
