@@ -12,7 +12,7 @@ from rag.answer import AnswerStream
 from rag.api import RAG
 from rag.chat import Chat
 from rag.cli_models import PullReporter
-from rag.options import host_option, json_option, store_options
+from rag.options import host_option, json_option, question_argument, store_options
 from rag.output import echo, emit_json, handle_errors, note, safe_text
 from rag.types import Answer, Citation, Hit
 
@@ -93,7 +93,7 @@ def print_answer(result: Answer | AnswerStream, *, show_context: bool) -> Answer
 
 
 @click.command("ask")
-@click.argument("question")
+@question_argument("question")
 @store_options
 @host_option
 @model_option
@@ -129,7 +129,7 @@ def ask_command(
 
 
 @click.command("search")
-@click.argument("query")
+@question_argument("query")
 @store_options
 @host_option
 @retrieval_options

@@ -2,13 +2,50 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import re
 from collections.abc import Callable
 from typing import Any
 
 import click
 
 F = Callable[..., Any]
+
+# Chroma's own rule (chromadb 1.x validates names in its Rust core; the message quotes it).
+CHROMA_NAME_RULE = (
+    "Chroma accepts 3-512 characters from a-z A-Z 0-9 . _ -, starting and ending with a letter or digit, "
+    "with no two consecutive periods (..), and not an IP address"
+)
+_CHROMA_NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9._-]{1,510}[a-zA-Z0-9]")
+
+
+def collection_name_problem(name: str) -> str:
+    """Why Chroma would reject ``name`` as a collection name, or "" when it accepts it."""
+    if not _CHROMA_NAME.fullmatch(name) or ".." in name:
+        return CHROMA_NAME_RULE
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return ""
+    return CHROMA_NAME_RULE
+
+
+def _check_collection(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    if value is not None and collection_name_problem(value):
+        raise click.BadParameter(f"{value!r} is not a collection name Chroma accepts: {CHROMA_NAME_RULE} — e.g. docs")
+    return value
+
+
+def _check_question(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    if not value.strip():
+        raise click.BadParameter('the question is empty — ask something, e.g. rag ask "How do I reset it?"')
+    return value
+
+
+def question_argument(name: str) -> Callable[[F], F]:
+    """The required QUESTION / QUERY argument; empty or blank is a usage error (exit 2)."""
+    return click.argument(name, callback=_check_question)
 
 
 def host_option(fn: F) -> F:
@@ -29,9 +66,10 @@ def store_options(fn: F) -> F:
         help="A Chroma server (`chroma run`) holding the index, e.g. http://host:8000 (default: RAG_CHROMA_URL; "
         "--db is then only a local cache).",
     )(fn)
-    fn = click.option("--collection", default=None, help="Collection name (default: docs, or RAG_COLLECTION).")(
-        fn
-    )
+    fn = click.option(
+        "--collection", default=None, callback=_check_collection,
+        help="Collection name (default: docs, or RAG_COLLECTION).",
+    )(fn)
     fn = click.option("--db", default=None, help="Index folder (default: ./.rag, or RAG_DB).")(fn)
     return fn
 
