@@ -1,8 +1,9 @@
 """BM25 over chunk text, kept in the index state file beside the Chroma store (`ingest.state`).
 
 Terms are lowercase words reduced to their English Snowball stem ("studies" -> "studi", "statins"
--> "statin"), and Han text as overlapping character bigrams (a single Han character standing alone
-is kept as a unigram). Bigrams are what CJK search engines use without a segmenter:
+-> "statin"), and Han text as overlapping character bigrams, plus each character for one-character
+queries (`index_terms`, `query_terms`); Traditional characters are folded to Simplified first.
+Bigrams are what CJK search engines use without a segmenter:
 "检索增强生成" becomes 检索 索增 增强 强生 生成, so the query "增强生成" matches it, while one
 token per run of Han characters would only ever match the whole run. Stemming lets "vitamin"
 match "vitamins"; on NFCorpus it raised BM25 nDCG@10 (bench/results/eval.md).
@@ -28,19 +29,27 @@ from collections.abc import Collection, Iterable, Sequence
 from pathlib import Path
 from typing import Protocol
 
+import opencc
 import snowballstemmer
 
 from ingest.errors import StoreError
+from ingest.language import HAN_RANGES, has_han
 
 # BM25 parameters: the usual Robertson/Lucene defaults, which also did best on our eval (rag.evaluate).
 K1 = 1.2
 B = 0.75
-# The rules of `terms`: 1 = words + Han bigrams; 2 = the same with English Snowball stems.
-TERMS_VERSION = 2
+# The rules of `terms`: 1 = words + Han bigrams; 2 = the same with English Snowball stems;
+# 3 = Han unigrams indexed too, Traditional folded to Simplified.
+TERMS_VERSION = 3
+# Query weight of a Han character taken from a longer query run (words, bigrams and lone characters
+# weigh 1). Chunks are indexed under every Han character too (Lucene's CJK bigram filter with
+# outputUnigrams), so a one-character query or word matches inside longer text. On the Chinese eval
+# questions any positive weight here moved a right answer down and none up (bench/results/eval.md):
+# in multi-character queries the bigrams alone decide.
+UNIGRAM_WEIGHT = 0.0
 
-_HAN = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
 # A Han run, or a run of other letters/digits (underscore splits words: snake_case -> snake, case).
-_TOKEN = re.compile(rf"([{_HAN}]+)|([^\W_{_HAN}]+)")
+_TOKEN = re.compile(rf"([{HAN_RANGES}]+)|([^\W_{HAN_RANGES}]+)")
 # Very common English function words: they carry no retrieval signal and bloat the postings.
 _STOP = frozenset(
     "a an and are as at be by for from has have in is it its of on or that the this to was were will with"
@@ -70,8 +79,41 @@ def stem(word: str) -> str:
     return _STEMMER.stemWord(word) if word.isalpha() else word
 
 
+@functools.lru_cache(maxsize=1)
+def _to_simplified() -> opencc.OpenCC:
+    # OpenCC's own Traditional -> Simplified tables (phrases, then characters); loads in ~15 ms, offline.
+    return opencc.OpenCC("t2s")
+
+
+def fold(text: str) -> str:
+    """``text`` as BM25 compares it: NFKC, lowercase, Traditional Chinese as Simplified (stored text is untouched).
+
+    >>> fold("ＲＡＧ 檢索增強")
+    'rag 检索增强'
+    """
+    # NFKC folds full-width Latin and digits (ＲＡＧ１) into ASCII, common in Chinese text.
+    text = unicodedata.normalize("NFKC", text).lower()
+    return _to_simplified().convert(text) if has_han(text) else text
+
+
+def _split(text: str) -> tuple[list[str], list[str]]:
+    """(`terms` of ``text``, the single characters of its Han runs longer than one character)."""
+    found: list[str] = []
+    unigrams: list[str] = []
+    for han, word in _TOKEN.findall(fold(text)):
+        if han:
+            if len(han) == 1:
+                found.append(han)
+            else:
+                found.extend(han[i : i + 2] for i in range(len(han) - 1))
+                unigrams.extend(han)
+        elif word not in _STOP:
+            found.append(stem(word))
+    return found, unigrams
+
+
 def terms(text: str) -> list[str]:
-    """Index terms of ``text``: stemmed lowercase words, Han runs as character bigrams (a lone character as itself).
+    """Stemmed lowercase words, Han runs as character bigrams (a lone character as itself), Traditional folded.
 
     >>> terms("RAG 检索增强生成, fine-tuning!")
     ['rag', '检索', '索增', '增强', '强生', '生成', 'fine', 'tune']
@@ -79,21 +121,38 @@ def terms(text: str) -> list[str]:
     ['statin', 'vitamin', 'studi']
     >>> terms("它和微调有什么区别")
     ['它和', '和微', '微调', '调有', '有什', '什么', '么区', '区别']
-    >>> terms("第3章")
-    ['第', '3', '章']
+    >>> terms("第3章 檢索")
+    ['第', '3', '章', '检索']
     """
-    # NFKC folds full-width Latin and digits (ＲＡＧ１) into ASCII, common in Chinese text.
-    text = unicodedata.normalize("NFKC", text).lower()
-    out: list[str] = []
-    for han, word in _TOKEN.findall(text):
-        if han:
-            if len(han) == 1:
-                out.append(han)
-            else:
-                out.extend(han[i : i + 2] for i in range(len(han) - 1))
-        elif word not in _STOP:
-            out.append(stem(word))
-    return out
+    return _split(text)[0]
+
+
+def index_terms(text: str) -> list[str]:
+    """What a chunk is indexed under: `terms` plus each character of its longer Han runs, so that a
+    one-character query ("水") finds "喝水很重要".
+
+    >>> index_terms("喝水 RAG")
+    ['喝水', 'rag', '喝', '水']
+    """
+    found, unigrams = _split(text)
+    return found + unigrams
+
+
+def query_terms(text: str) -> dict[str, float]:
+    """A query's terms and their weights: 1 per word, bigram or lone Han character, `UNIGRAM_WEIGHT` per
+    character of a longer Han run (a BM25 term's score is multiplied by its weight).
+
+    >>> query_terms("喝水 水")
+    {'喝水': 1.0, '水': 1.0}
+    """
+    found, unigrams = _split(text)
+    weights: dict[str, float] = {}
+    for term in found:
+        weights[term] = weights.get(term, 0.0) + 1.0
+    if UNIGRAM_WEIGHT > 0:
+        for char in unigrams:
+            weights[char] = weights.get(char, 0.0) + UNIGRAM_WEIGHT
+    return weights
 
 
 def lexical_path(db: Path, collection: str) -> Path:
@@ -140,7 +199,7 @@ class LexicalIndex:
         postings: list[tuple[str, str, int]] = []
         total = 0
         for c in chunks:
-            counts = Counter(terms(c.text))
+            counts = Counter(index_terms(c.text))
             length = sum(counts.values())
             total += length
             docs.append((c.id, c.source, c.kind, length))
@@ -188,7 +247,7 @@ class LexicalIndex:
         b: float = B,
     ) -> list[tuple[str, float]]:
         """The ``k`` best chunks for ``query`` by BM25 (``k1``, ``b``), as (chunk id, score), best first."""
-        qterms = Counter(terms(query))
+        qterms = query_terms(query)
         n = self._stat("n")
         if not qterms or n == 0 or k <= 0:
             return []

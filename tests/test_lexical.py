@@ -161,3 +161,64 @@ def test_a_file_from_older_term_rules_is_reported_until_reset(tmp_path: Path, in
     assert not old.outdated and old.count() == 0
     old.close()
     assert not LexicalIndex.open(tmp_path / "db", "docs").outdated
+
+
+# -- Han unigrams and Traditional/Simplified folding (TERMS_VERSION 3) ----------------------------
+
+
+@pytest.fixture
+def water(tmp_path: Path) -> LexicalIndex:
+    idx = LexicalIndex.open(tmp_path, "zh")
+    idx.add([
+        chunk("drink", "喝水很重要，每天八杯。", "health.md"),
+        chunk("rag", "检索增强生成先检索相关文档。", "rag.md"),
+        chunk("scattered", "成本增加，强度不够，生命周期短。", "cost.md"),
+        chunk("trad", "資料庫每天凌晨兩點自動備份。", "ops.md"),
+    ])
+    return idx
+
+
+def test_a_one_character_query_finds_it_inside_longer_text(water: LexicalIndex) -> None:
+    assert [i for i, _ in water.search("水", 5)] == ["drink"]
+    assert [i for i, _ in water.search("用 水", 5)] == ["drink"]  # a lone character inside a longer query
+
+
+def test_multi_character_queries_still_match_by_bigrams(water: LexicalIndex) -> None:
+    # "scattered" holds 增, 强, 生 and 成 but none of the bigrams 增强 / 强生 / 生成
+    assert [i for i, _ in water.search("增强生成", 5)] == ["rag"]
+
+
+def test_a_unigram_weight_lets_characters_match_where_bigrams_do_not(
+    water: LexicalIndex, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert water.search("重水", 5) == []  # no chunk has the bigram 重水
+    monkeypatch.setattr(ingest.lexical, "UNIGRAM_WEIGHT", 0.5)
+    assert ingest.lexical.query_terms("重水") == {"重水": 1.0, "重": 0.5, "水": 0.5}
+    assert water.search("重水", 5)[0][0] == "drink"
+
+
+def test_traditional_query_finds_simplified_text(water: LexicalIndex) -> None:
+    assert terms("檢索") == terms("检索") == ["检索"]
+    assert water.search("檢索增強", 5)[0][0] == "rag"
+
+
+def test_simplified_query_finds_traditional_text(water: LexicalIndex) -> None:
+    assert water.search("数据库几点备份", 5)[0][0] == "trad"
+
+
+def test_folding_leaves_the_chunk_text_as_written(tmp_path: Path) -> None:
+    original = chunk("t", "資料庫每天備份。")
+    idx = LexicalIndex.open(tmp_path, "t")
+    idx.add([original])
+    assert original.text == "資料庫每天備份。"
+    assert "资料" in ingest.lexical.index_terms(original.text)
+
+
+def test_postings_from_before_han_unigrams_are_outdated(tmp_path: Path, water: LexicalIndex) -> None:
+    water.commit()
+    water.close()
+    conn = sqlite3.connect(lexical_path(tmp_path, "zh"))
+    conn.execute("PRAGMA user_version = 2")  # bigrams only, no folding: the indexer must rebuild
+    conn.commit()
+    conn.close()
+    assert LexicalIndex.open(tmp_path, "zh").outdated
