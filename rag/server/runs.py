@@ -308,8 +308,11 @@ class Run:
 
     @property
     def eval_count(self) -> int:
-        """Generated tokens: the engine's count, or the pieces sent when this layer reshaped the reply."""
-        if self.reshaped or self.done_reason == "length" and self.shape.num_predict >= 0:
+        """Generated tokens: exactly `num_predict` when it stopped the reply (as the runner counts), the
+        pieces sent when this layer reshaped the reply, else the engine's count."""
+        if self.done_reason == "length" and self.shape.num_predict >= 0:
+            return self.shape.num_predict
+        if self.reshaped:
             return self.emitted
         return self.gen.completion_tokens
 
