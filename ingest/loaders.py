@@ -480,7 +480,8 @@ def _load_pdf(data: bytes, source: str, budget: _Budget) -> LoadResult:
             docs.append(Document(source=source, text=text + "\n", page=number, title=title, kind="pdf"))
     if not docs:
         if failures:  # the pages broke: that, not "scanned images", is why nothing was read
-            more = f" (and {len(failures) - 1} more pages)" if len(failures) > 1 else ""
+            others = len(failures) - 1
+            more = f" (and {others} more page{'s' if others > 1 else ''})" if others else ""
             raise LoadError(failures[0] + more)
         raise LoadError("no extractable text in PDF (scanned images?)")
     return LoadResult(docs, skipped)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from ingest.records import Skip
+from ingest.records import Notice, Skip
 from ingest.walk import discover, human_size
 
 
@@ -18,7 +18,7 @@ def _tree(root: Path, files: dict[str, str]) -> None:
         path.write_text(text, encoding="utf-8")
 
 
-def _rel(root: Path, items: list[Path | Skip]) -> list[str]:
+def _rel(root: Path, items: list[Path | Skip | Notice]) -> list[str]:
     return [i.relative_to(root).as_posix() for i in items if isinstance(i, Path)]
 
 
