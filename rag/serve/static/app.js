@@ -78,6 +78,22 @@ function pieceText(data) {
   return "";
 }
 
+function streamError(data) {
+  const message = (data && (data.error || data.message)) || JSON.stringify(data);
+  return new ApiError((data && data.status) || 500, message, data);
+}
+
+// Citations for every passage sent before the answer (the `contexts` event), by number.
+function contextNumbers(contexts) {
+  return new Map(
+    contexts.map((context, index) => {
+      const n = context.n || index + 1;
+      const citation = { n, source: context.source, page: context.page, heading: context.heading, snippet: "" };
+      return [n, { citation, context }];
+    }),
+  );
+}
+
 function isFinalAnswer(data) {
   return data && typeof data === "object" && typeof data.answer === "string" && Array.isArray(data.citations);
 }
@@ -113,11 +129,20 @@ async function ask(event) {
   input.value = "";
 
   let final = null;
+  let contexts = [];
+  let streamed = "";
   try {
     for await (const { event: name, data } of postEvents("api/ask", body)) {
-      if (name === "error") throw new ApiError(500, pieceText(data) || data.error || JSON.stringify(data), data);
-      if (isFinalAnswer(data)) final = data;
-      else text.append(pieceText(data));
+      if (name === "error") throw streamError(data);
+      if (name === "contexts") {
+        contexts = data.contexts || [];
+      } else if (name === "answer" || isFinalAnswer(data)) {
+        final = data;
+      } else {
+        // While the answer streams, [n] already links to the passage it names.
+        streamed += pieceText(data);
+        linkedAnswer(text, streamed, contextNumbers(contexts));
+      }
     }
     if (!final) throw new ApiError(500, "the answer stream ended without a final answer", null);
     renderAnswer(answer, text, final);
@@ -314,8 +339,8 @@ async function loadStatus() {
     const fingerprint = status.fingerprint || {};
     statusRow(list, "status_files", status.files);
     statusRow(list, "status_chunks", status.chunks);
-    statusRow(list, "status_model", status.model ?? status.embed_model ?? fingerprint.embed_model ?? fingerprint.model);
-    if (status.chat_model) statusRow(list, "status_chat_model", status.chat_model);
+    statusRow(list, "status_model", fingerprint.embed_model);
+    statusRow(list, "status_chat_model", status.model);
     statusRow(list, "status_collection", status.collection);
     statusRow(list, "status_root", status.root);
     statusRow(list, "status_fingerprint", fingerprintText(status.fingerprint));
@@ -327,8 +352,15 @@ async function loadStatus() {
       skipped.append(item);
     }
     if (!skipped.children.length) skipped.append(tr(el("li", "muted"), "status_no_skipped"));
-    message.textContent = "";
-    delete message.dataset.i18n;
+    if (status.indexed === false && status.error) {
+      message.textContent = status.error; // the server's one line naming the fix (run rag index PATH)
+      delete message.dataset.i18n;
+    } else if (status.syncing) {
+      tr(message, "status_syncing");
+    } else {
+      message.textContent = "";
+      delete message.dataset.i18n;
+    }
   } catch (error) {
     message.textContent = errorText(error);
     delete message.dataset.i18n;
@@ -342,14 +374,17 @@ function duration(seconds) {
   return t("eta_minutes", { m: Math.floor(whole / 60), s: whole % 60 });
 }
 
-function showProgress(done, total, chunks, elapsed) {
+function showProgress(progress) {
+  const done = progress.files_done || 0;
+  const total = progress.files_total || 0;
   const bar = $("sync-bar");
   bar.hidden = false;
   bar.max = Math.max(total, 1);
   bar.value = total ? done : 0;
-  $("sync-percent").textContent = `${total ? Math.floor((100 * done) / total) : 0}%`;
-  const eta = done > 0 && elapsed > 0 ? (elapsed / done) * (total - done) : NaN;
-  tr($("sync-message"), "sync_progress", { done, total, chunks, eta: done >= total ? duration(0) : duration(eta) });
+  const percent = typeof progress.percent === "number" ? progress.percent : total ? (100 * done) / total : 0;
+  $("sync-percent").textContent = `${Math.floor(percent)}%`;
+  const eta = typeof progress.eta === "number" ? progress.eta : NaN;
+  tr($("sync-message"), "sync_progress", { done, total, chunks: progress.chunks || 0, eta: duration(eta) });
 }
 
 function showSyncDone(report) {
@@ -381,18 +416,17 @@ async function sync() {
   try {
     let report = null;
     for await (const { event: name, data } of postEvents("api/index", {})) {
-      if (name === "error") throw new ApiError(500, data.error || JSON.stringify(data), data);
-      if (data && typeof data === "object" && "files_total" in data) {
-        showProgress(data.files_done || 0, data.files_total || 0, data.chunks || 0, data.elapsed || 0);
-      } else if (data && typeof data === "object" && ("added" in data || "report" in data)) {
-        report = data.report || data;
-      }
+      if (name === "error") throw streamError(data);
+      if (name === "progress") showProgress(data);
+      else if (name === "done") report = data;
     }
     showSyncDone(report || {});
     notice.hidden = true; // the sync that made a second click wait is over
     loadStatus();
   } catch (error) {
-    if (error instanceof ApiError && error.status === 409) {
+    const busy = error instanceof ApiError && error.status === 409 && error.body &&
+      ["SyncRunning", "IndexLocked"].includes(error.body.type);
+    if (busy) {
       notice.hidden = false;
       $("sync-message").textContent = "";
       delete $("sync-message").dataset.i18n;

@@ -2,38 +2,78 @@
 // rendered as text: document HTML is parsed into an inert document only to read its text, never
 // inserted into the page.
 
-const BLOCK_TAGS = new Set(
-  ("address article aside blockquote br dd div dl dt figcaption figure footer form h1 h2 h3 h4 h5 h6 " +
-    "header hr li main nav ol p pre section table tr td th ul title").split(" "),
+// The same reading of HTML as the indexer's (ingest/loaders.py `_HtmlText`), so a cited passage is
+// found verbatim: headings as Markdown `#` lines, <pre> fenced, navigation and scripts dropped.
+const DROP_TAGS = new Set(
+  "script style noscript template svg nav aside footer form button select iframe head title".split(" "),
 );
-const SKIPPED_TAGS = new Set(["script", "style", "noscript", "template", "head"]);
+const DROP_ROLES = new Set(["navigation", "banner", "contentinfo", "search", "complementary"]);
+const DROP_CLASS =
+  /\b(nav|navbar|nav-panel|sidebar|sphinxsidebar|related|menu|breadcrumbs?|header|footer|headerlink|copiable-anchor|skip-link)\b/;
+const BLOCK_TAGS = new Set(
+  "p div section article main ul ol dl table pre blockquote figure figcaption hr body details summary".split(" "),
+);
+const LINE_TAGS = new Set(["li", "tr", "br", "dt", "dd", "caption"]);
 
 export function isHtml(source, contentType) {
   return /\.html?$/i.test(source) || contentType.includes("text/html");
 }
 
-// The readable text of an HTML document (DOMParser runs no scripts and loads nothing).
+function dropped(element) {
+  const tag = element.localName;
+  if (DROP_TAGS.has(tag) || DROP_ROLES.has(element.getAttribute("role"))) return true;
+  return DROP_CLASS.test(element.getAttribute("class") || "") && !["body", "main", "article"].includes(tag);
+}
+
+// The readable text of an HTML document. DOMParser makes an inert document: it runs no script and
+// loads nothing; only its text is used.
 export function htmlText(html) {
   const doc = new DOMParser().parseFromString(html, "text/html");
-  const parts = [];
-  const title = doc.querySelector("title");
-  if (title && title.textContent.trim()) parts.push(title.textContent.trim(), "\n\n");
+  const out = [];
+  let pre = 0;
+  const lineBreak = (lines) => {
+    const tail = out.slice(-4).join("").replace(/ +$/, "");
+    const have = tail ? tail.length - tail.replace(/\n+$/, "").length : lines;
+    if (have < lines) out.push("\n".repeat(lines - have));
+  };
   const walk = (node) => {
     for (const child of node.childNodes) {
       if (child.nodeType === Node.TEXT_NODE) {
-        parts.push(child.data);
-      } else if (child.nodeType === Node.ELEMENT_NODE) {
-        const tag = child.localName;
-        if (SKIPPED_TAGS.has(tag)) continue;
-        const block = BLOCK_TAGS.has(tag);
-        if (block) parts.push("\n");
-        walk(child);
-        if (block) parts.push("\n");
+        let data = child.data;
+        if (!pre) {
+          data = data.replace(/\s+/g, " ");
+          const last = out.length ? out[out.length - 1] : "";
+          if (!last || /\s$/.test(last)) data = data.replace(/^\s+/, "");
+        }
+        if (data) out.push(data);
+        continue;
       }
+      if (child.nodeType !== Node.ELEMENT_NODE || dropped(child)) continue;
+      const tag = child.localName;
+      const heading = /^h[1-6]$/.test(tag);
+      if (heading) {
+        lineBreak(2);
+        out.push("#".repeat(Number(tag[1])) + " ");
+      } else if (tag === "pre") {
+        pre += 1;
+        lineBreak(2);
+        out.push("```\n");
+      } else if (BLOCK_TAGS.has(tag)) lineBreak(2);
+      else if (LINE_TAGS.has(tag)) lineBreak(1);
+      walk(child);
+      if (heading) lineBreak(2);
+      else if (tag === "pre") {
+        pre -= 1;
+        lineBreak(1);
+        out.push("```");
+        lineBreak(2);
+      } else if (BLOCK_TAGS.has(tag)) lineBreak(2);
+      else if (LINE_TAGS.has(tag)) lineBreak(1);
+      else if (tag === "td" || tag === "th") out.push(" ");
     }
   };
   if (doc.body) walk(doc.body);
-  return parts.join("").replace(/[ \t]+\n/g, "\n").replace(/\n{3,}/g, "\n\n").trim();
+  return out.join("").replace(/[ \t]+\n/g, "\n").replace(/\n{3,}/g, "\n\n").trim() + "\n";
 }
 
 // Where `passage` is in `text`, ignoring differences in white space: [start, end) in `text`, or null.
@@ -72,7 +112,18 @@ export function locate(text, passage) {
     const close = tailAt >= 0 && tailAt - at < needle.length * 2;
     return close ? span(at, tailAt + tail.length - at) : span(at, head.length);
   }
-  return null;
+  // Line by line, without Markdown markers: from the first line found to the last one found after it.
+  let first = null;
+  let last = null;
+  for (const line of passage.split("\n")) {
+    const words = line.replace(/^\s*(#{1,6}|[-*+>]|\d+[.)])\s+/, "").split(/\s+/).filter(Boolean).join(" ");
+    if (words.length < 4) continue;
+    const found = hay.indexOf(words, last ? last[0] : 0);
+    if (found < 0) continue;
+    if (!first) first = [found, found + words.length];
+    last = [found, found + words.length];
+  }
+  return first ? span(first[0], last[1] - first[0]) : null;
 }
 
 // Fill `container` with the file text, the located passage wrapped in <mark>; returns the mark or null.
