@@ -318,8 +318,11 @@ class Indexer:
             self.state.begin()
             self.state.clear_trash(trash)
             self.state.commit()
-        if self.store.count() == self.state.chunk_count() == self.state.recorded_chunks():
+        if self.store.count() == self.state.chunk_count() == self.state.recorded_chunks() == self.state.lexical.count():
             return
+        self.state.begin()
+        self.state.lexical.recount()
+        self.state.commit()
         stored = set(self.store.iter_ids())
         owned: dict[str, str] = dict(self.state.iter_docs())
         orphans = sorted(stored - owned.keys())

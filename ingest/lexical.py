@@ -217,11 +217,19 @@ class LexicalIndex:
                 n, total = self._conn.execute(
                     f"SELECT COUNT(*), COALESCE(SUM(length), 0) FROM docs WHERE id IN ({marks})", batch
                 ).fetchone()
-                if not n:
-                    continue
+                # Postings go even without a docs row: a damaged file may hold such leftovers.
                 self._conn.execute(f"DELETE FROM postings WHERE id IN ({marks})", batch)
-                self._conn.execute(f"DELETE FROM docs WHERE id IN ({marks})", batch)
-                self._bump(-n, -total)
+                if n:
+                    self._conn.execute(f"DELETE FROM docs WHERE id IN ({marks})", batch)
+                    self._bump(-n, -total)
+
+    def recount(self) -> None:
+        """Recompute the BM25 totals from the docs table (after damage; normally kept incrementally)."""
+        with self._errors("write"):
+            n, total = self._conn.execute("SELECT COUNT(*), COALESCE(SUM(length), 0) FROM docs").fetchone()
+            self._conn.execute("UPDATE stats SET value = ? WHERE key = 'n'", (n,))
+            self._conn.execute("UPDATE stats SET value = ? WHERE key = 'total_length'", (total,))
+            self._conn.execute("DELETE FROM postings WHERE id NOT IN (SELECT id FROM docs)")
 
     def reset(self) -> None:
         """Drop every chunk (used when the index is rebuilt); the file then follows today's term rules."""

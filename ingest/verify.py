@@ -78,6 +78,9 @@ def repair(store: Store, state: IndexState, report: VerifyReport) -> VerifyRepor
     """Fix what `verify` found (call under the writer lock); returns a fresh report."""
     if report.orphans:
         store.delete(report.orphans)
+    state.begin()
+    state.lexical.recount()
+    state.commit()
     if report.missing:
         owners = dict(state.iter_docs())
         state.begin()
