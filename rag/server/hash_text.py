@@ -285,12 +285,14 @@ def is_rewrite_request(messages: list[dict[str, Any]]) -> bool:
     """Whether a conversation asks for a standalone rewrite of a follow-up question.
 
     Either the system message asks for one (mentions a standalone question, or rewriting a question /
-    query), or the last user message has a ``Follow-up question:`` line.
+    query), or the last user message has a ``Follow-up question:`` line and no passages (a line of a
+    document inside a passage never turns an answer request into a rewrite).
     """
     system = "\n".join(str(m.get("content") or "") for m in messages if m.get("role") == "system")
     if REWRITE_ASK_RE.search(system):
         return True
-    return any(FOLLOW_UP_RE.match(line) for line in last_user(messages).splitlines())
+    last = last_user(messages)
+    return any(FOLLOW_UP_RE.match(line) for line in last.splitlines()) and not parse_passages(last)[0]
 
 
 def last_user(messages: list[dict[str, Any]]) -> str:
