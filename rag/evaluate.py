@@ -399,7 +399,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(prog="python -m rag.evaluate", description=__doc__.splitlines()[0])
     parser.add_argument("--engine", choices=[*sorted(EMBED_MODELS), "all"], default="all",
-                        help="all = hash and local (local is skipped, with a note, when rag[local] is missing)")
+                        help="all = hash and local (local is skipped, with a note, when folder-rag[local] is missing)")
     parser.add_argument("--dataset", choices=["sample", "nfcorpus", "all"], default="all",
                         help="all = sample, plus nfcorpus (local engine) when ../shared/data/nfcorpus exists")
     parser.add_argument("--out", type=Path, default=RESULTS, help="folder for eval.md / eval.json")

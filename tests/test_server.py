@@ -432,7 +432,7 @@ def test_custom_catalog_and_serve() -> None:
 
 def test_local_engine_unavailable_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "rag.server.local_engine", None)  # import now fails
-    with pytest.raises(EngineUnavailable, match=r"pip install 'rag\[local\]'"):
+    with pytest.raises(EngineUnavailable, match=r"pip install 'folder-rag\[local\]'"):
         make_engine("local")
 
 

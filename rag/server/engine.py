@@ -1,6 +1,6 @@
 """What the bundled server needs from a model engine. Two engines implement it:
 `rag.server.hash_engine.HashEngine` (deterministic, instant; the default) and
-`rag.server.local_engine.LocalEngine` (real MiniLM + a small GGUF chat model; `rag[local]`)."""
+`rag.server.local_engine.LocalEngine` (real MiniLM + a small GGUF chat model; `folder-rag[local]`)."""
 
 from __future__ import annotations
 

@@ -51,7 +51,7 @@ ROUTES: dict[str, dict[str, Route]] = {
 
 
 class EngineUnavailable(RuntimeError):
-    """The requested engine cannot be built here (e.g. `rag[local]` is not installed)."""
+    """The requested engine cannot be built here (e.g. `folder-rag[local]` is not installed)."""
 
 
 def make_engine(engine: Engine | str) -> Engine:
@@ -68,7 +68,7 @@ def make_engine(engine: Engine | str) -> Engine:
 
             return LocalEngine()
         except ImportError as exc:
-            hint = "" if "pip install" in str(exc) else "; install them with: pip install 'rag[local]'"
+            hint = "" if "pip install" in str(exc) else "; install them with: pip install 'folder-rag[local]'"
             raise EngineUnavailable(f"the local engine is unavailable: {exc}{hint}") from exc
     raise ValueError(f"unknown engine {engine!r}: use 'hash', 'local' or an Engine instance")
 
