@@ -685,3 +685,15 @@ def test_other_request_checks_of_the_error_table(http: httpx.Client) -> None:
         400, f'"{CHAT}" does not support insert')
     assert error("/api/embed", {"model": EMBED, "input": "hello", "options": {"num_ctx": 2}}) == (
         400, "input after truncation exceeds maximum context length")
+
+
+def test_blob_upload_as_the_sdk_does_it(client: ollama.Client, http: httpx.Client, tmp_path) -> None:
+    path = tmp_path / "adapter.bin"
+    path.write_bytes("权重 weights".encode())
+    digest = client.create_blob(path)
+    assert http.head(f"/api/blobs/{digest}").status_code == 200
+    assert http.head("/api/blobs/sha256:" + "0" * 64).status_code == 404
+    wrong = http.post("/api/blobs/sha256:" + "0" * 64, content=b"other bytes")
+    assert wrong.status_code == 400 and wrong.json()["error"].startswith("digest mismatch")
+    assert http.head("/api/blobs/nonsense").status_code == 400
+    assert http.post("/api/blobs/nonsense", content=b"x").json() == {"error": "invalid digest format"}

@@ -233,6 +233,8 @@ class OllamaServer:
         routes = {} if self.old_server and path == "/api/embed" else ROUTES.get(path)
         if routes is None and path.startswith("/v1/models/"):
             routes = {"GET": openai_routes.model}
+        if routes is None and path.startswith("/api/blobs/") and method in ("HEAD", "POST"):
+            return native.blob(self, method, path.removeprefix("/api/blobs/"), raw)  # raw bytes, not JSON
         if not routes:
             return TextReply("404 page not found", 404)
         route = routes.get(method)

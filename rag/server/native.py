@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import re
 import time
 from collections.abc import Callable, Iterator
 from datetime import timedelta
@@ -213,6 +215,21 @@ def _layers(spec: ModelSpec) -> list[tuple[str, int]]:
     if spec.parameters:
         layers.append(("params", len(spec.parameters)))
     return layers
+
+
+def blob(srv: OllamaServer, method: str, digest: str, data: bytes) -> Reply:
+    """`HEAD /api/blobs/:digest` (200 or 404) and `POST /api/blobs/:digest` (201, or 400 on a mismatch),
+    the upload step of `ollama.Client.create_blob`; the bytes are hashed, not kept."""
+    if not re.fullmatch(r"sha256[:-][0-9a-f]{64}", digest):
+        return JsonReply({"error": "invalid digest format"}, 400)
+    digest = digest.replace("-", ":", 1)
+    if method == "HEAD":
+        return JsonReply(None, 200 if srv.registry.has_blob(digest) else 404)
+    actual = "sha256:" + hashlib.sha256(data).hexdigest()
+    if actual != digest:
+        return JsonReply({"error": f'digest mismatch, expected "{digest}", got "{actual}"'}, 400)
+    srv.registry.add_blob(digest)
+    return JsonReply(None, 201)
 
 
 def create(srv: OllamaServer, req: Request) -> Reply:

@@ -45,6 +45,7 @@ class Registry:
         now = datetime.now(timezone.utc).astimezone()
         self._installed = {name_key(s.name): Installed(s, s.name, now) for s in models}
         self._loaded: dict[str, Loaded] = {}
+        self._blobs: set[str] = set()  # digests uploaded to /api/blobs
 
     def installed(self) -> list[Installed]:
         """Installed models, newest first (as `/api/tags` lists them)."""
@@ -95,6 +96,16 @@ class Registry:
         """Drop ``name`` from memory (`keep_alive: 0`)."""
         with self._lock:
             self._loaded.pop(name_key(name), None)
+
+    def add_blob(self, digest: str) -> None:
+        """Remember an uploaded blob (`sha256:<hex>`)."""
+        with self._lock:
+            self._blobs.add(digest)
+
+    def has_blob(self, digest: str) -> bool:
+        """Whether a blob was uploaded."""
+        with self._lock:
+            return digest in self._blobs
 
     def running(self) -> list[Loaded]:
         """Models whose keep-alive has not expired, longest remaining first."""
