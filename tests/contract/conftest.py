@@ -46,8 +46,9 @@ def installed(host: str) -> set[str]:
         names = {m["name"] for m in raw.get("/api/tags").json()["models"]}
     missing = [name for name in MODELS.values() if name not in names and f"{name}:latest" not in names]
     if missing:
-        pytest.fail(f"the server at {host} lacks {', '.join(missing)}: run `ollama pull NAME` first, or set "
-                    "OLLAMA_LIVE_CHAT_MODEL / OLLAMA_LIVE_EMBED_MODEL / OLLAMA_LIVE_THINK_MODEL")
+        pulls = " && ".join(f"ollama pull {name}" for name in missing)
+        pytest.fail(f"the server at {host} lacks {', '.join(missing)}: run `{pulls}` first, or choose other "
+                    "models with OLLAMA_LIVE_CHAT_MODEL / OLLAMA_LIVE_EMBED_MODEL / OLLAMA_LIVE_THINK_MODEL")
     return names
 
 
