@@ -28,6 +28,7 @@ from ingest.config import (
     DEFAULT_MAX_TEXT_RATIO,
 )
 from ingest.errors import ConfigError, LoadError
+from ingest.language import HAN_RANGES
 from ingest.paths import source_name
 from ingest.records import Document, Skip
 
@@ -59,7 +60,8 @@ _MIN_BAD = 4
 _HTML_BLOCK = 256 * 1024  # the parse-time budget is checked between blocks of this many characters
 
 # CJK scripts and punctuation (Han, kana, bopomofo, fullwidth forms): where words need no spaces.
-CJK_CHARS = r"\u2e80-\u2fff\u3000-\u303f\u3040-\u30ff\u3100-\u312f\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff00-\uffef"
+# Han (ingest.language) plus radicals, CJK punctuation, kana, bopomofo and full-width forms
+CJK_CHARS = rf"\u2e80-\u2fff\u3000-\u303f\u3040-\u30ff\u3100-\u312f{HAN_RANGES}\uff00-\uffef"
 _CJK_RE = re.compile(f"[{CJK_CHARS}]")
 _GAP_RE = re.compile(r"(?<=\S)[ \t]{2,}(?=\S)")
 _LIGATURES = str.maketrans({"\ufb00": "ff", "\ufb01": "fi", "\ufb02": "fl", "\ufb03": "ffi", "\ufb04": "ffl",

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ingest.chunking import count_tokens, encoding
+from ingest.language import HAN
 from rag.client import OllamaClient
 from rag.config import Settings
 from rag.prompt_format import PASSAGE_CLOSE, QUESTION_LABEL, neutralise, passage_open
@@ -57,7 +58,6 @@ SNIPPET_CHARS = 240
 # lists beat the only relevant passage of a topic switch.
 WORDING_RRF_K = 0
 
-_HAN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
 _LATIN = re.compile(r"[A-Za-z]")
 # [1], [1, 2], [1-3], [1][2], 【1】, ［1］, and Chinese list commas: [1，2]、[1、2]
 _CITE = re.compile(r"[\[【［]\s*(\d{1,3}(?:\s*[,，、\-–~]\s*\d{1,3})*)\s*[\]】］]")
@@ -68,7 +68,7 @@ _CITE = re.compile(r"[\[【［]\s*(\d{1,3}(?:\s*[,，、\-–~]\s*\d{1,3})*)\s*[
 
 def is_chinese(text: str) -> bool:
     """Whether a question is in Chinese (Han characters outnumber Latin letters, counting a word ~ 2 chars)."""
-    han = len(_HAN.findall(text))
+    han = len(HAN.findall(text))
     return han > 0 and han * 2 >= len(_LATIN.findall(text))
 
 

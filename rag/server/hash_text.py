@@ -12,9 +12,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from ingest.language import HAN_RANGES
 from rag.prompt_format import PASSAGE_CLOSE, QUESTION_LABEL, parse_open
 
-HAN = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
+HAN = HAN_RANGES  # the character-class body of the one Han range (ingest.language)
 # A token is one Han character or a run of other word characters; this is also the token count.
 TOKEN_RE = re.compile(rf"[{HAN}]|[^\W{HAN}]+")
 NUMBERED_PASSAGE_RE = re.compile(r"^\[(\d+)\] ")
