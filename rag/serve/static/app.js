@@ -22,6 +22,13 @@ function el(tag, className, text) {
   return node;
 }
 
+// Untranslated text (the server's own words), or none: the node no longer follows language switches.
+function plainText(node, text = "") {
+  node.textContent = text;
+  delete node.dataset.i18n;
+  delete node.dataset.i18nParams;
+}
+
 function errorText(error) {
   if (error instanceof ApiError) return t("error", { message: error.message });
   return t("network_error", { message: error.message || String(error) });
@@ -67,15 +74,9 @@ function askBody(question) {
   return body;
 }
 
-// The text of a streamed piece, whatever name the server gives its field.
+// The text of a `piece` event: {"text": "..."}.
 function pieceText(data) {
-  if (typeof data === "string") return data;
-  if (data && typeof data === "object") {
-    for (const key of ["piece", "text", "delta", "content", "token"]) {
-      if (typeof data[key] === "string") return data[key];
-    }
-  }
-  return "";
+  return typeof data === "string" ? data : (data && data.text) || "";
 }
 
 function streamError(data) {
@@ -94,6 +95,7 @@ function contextNumbers(contexts) {
   );
 }
 
+// A server that answered with plain JSON sends the answer object as its only "event".
 function isFinalAnswer(data) {
   return data && typeof data === "object" && typeof data.answer === "string" && Array.isArray(data.citations);
 }
@@ -149,14 +151,12 @@ async function ask(event) {
     if ($("chat-mode").checked) {
       state.history.push({ role: "user", content: question }, { role: "assistant", content: final.answer });
     }
-    $("ask-status").textContent = "";
-    delete $("ask-status").dataset.i18n;
+    plainText($("ask-status"));
   } catch (error) {
     const problem = el("p", "error", errorText(error));
     problem.setAttribute("role", "alert");
     answer.append(problem);
-    $("ask-status").textContent = "";
-    delete $("ask-status").dataset.i18n;
+    plainText($("ask-status"));
   } finally {
     answer.setAttribute("aria-busy", "false");
     state.asking = false;
@@ -294,8 +294,7 @@ async function openCitation(event, citation, context, link) {
     const mark = renderMarked($("viewer-text"), shown, passage) || renderMarked($("viewer-text"), shown, citation.snippet);
     if (mark) {
       tr(mark, "viewer_passage", null, "title");
-      $("viewer-message").textContent = "";
-      delete $("viewer-message").dataset.i18n;
+      plainText($("viewer-message"));
       mark.scrollIntoView({ block: "center" });
     } else {
       tr($("viewer-message"), "viewer_not_found");
@@ -353,17 +352,14 @@ async function loadStatus() {
     }
     if (!skipped.children.length) skipped.append(tr(el("li", "muted"), "status_no_skipped"));
     if (status.indexed === false && status.error) {
-      message.textContent = status.error; // the server's one line naming the fix (run rag index PATH)
-      delete message.dataset.i18n;
+      plainText(message, status.error); // the server's one line naming the fix (run rag index PATH)
     } else if (status.syncing) {
       tr(message, "status_syncing");
     } else {
-      message.textContent = "";
-      delete message.dataset.i18n;
+      plainText(message);
     }
   } catch (error) {
-    message.textContent = errorText(error);
-    delete message.dataset.i18n;
+    plainText(message, errorText(error));
   }
 }
 
@@ -428,8 +424,7 @@ async function sync() {
       ["SyncRunning", "IndexLocked"].includes(error.body.type);
     if (busy) {
       notice.hidden = false;
-      $("sync-message").textContent = "";
-      delete $("sync-message").dataset.i18n;
+      plainText($("sync-message"));
     } else {
       tr($("sync-message"), "sync_failed", { message: error.message || String(error) });
     }
