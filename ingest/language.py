@@ -67,14 +67,26 @@ class HanShare:
         """Han characters as a fraction of all letters (0.0 before any letter was seen)."""
         return self.han / self.letters if self.letters else 0.0
 
+    def needs_multilingual(self, embed_model: str) -> bool:
+        """Whether the text is Chinese-heavy (share above `HAN_HEAVY_SHARE`) and ``embed_model`` is not multilingual."""
+        return self.share > HAN_HEAVY_SHARE and not is_multilingual(embed_model)
+
+    def detail(self, embed_model: str) -> str:
+        """What is wrong, for a warning line or the doctor's detail column."""
+        return (
+            f"{self.share:.0%} of the indexed text is Chinese, but {embed_model} is an English-centred "
+            "embedding model, so only keyword search finds Chinese passages"
+        )
+
     def warning(self, embed_model: str, path: str = "PATH") -> str | None:
         """One line naming a multilingual model and the rebuild command, when the text is Chinese-heavy
         and ``embed_model`` is not multilingual; else None."""
-        if self.share <= HAN_HEAVY_SHARE or is_multilingual(embed_model):
+        if not self.needs_multilingual(embed_model):
             return None
-        return (
-            f"{self.share:.0%} of the indexed text is Chinese, but {embed_model} is an English-centred "
-            f"embedding model, so only keyword search finds Chinese passages — rebuild with a multilingual "
-            f"one: `rag models pull {MULTILINGUAL_EMBED_MODEL}`, then "
-            f"`rag index {path} --rebuild --embed-model {MULTILINGUAL_EMBED_MODEL}`"
-        )
+        return f"{self.detail(embed_model)} — rebuild with a multilingual one: {rebuild_fix(path)}"
+
+
+def rebuild_fix(path: str = "PATH") -> str:
+    """The commands that re-embed the folder at ``path`` with `MULTILINGUAL_EMBED_MODEL`."""
+    model = MULTILINGUAL_EMBED_MODEL
+    return f"`rag models pull {model}`, then `rag index {path} --rebuild --embed-model {model}`"

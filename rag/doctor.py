@@ -23,6 +23,7 @@ __all__ = [
     "check_host_security",
     "check_index_dimension",
     "check_index_model",
+    "check_language",
     "check_model",
     "check_prefixes",
     "check_server",
@@ -71,7 +72,9 @@ def run_doctor(settings: Settings, client: OllamaClient | None = None) -> list[C
         gpu = check_gpu(running)
     if chat is not None:
         checks.append(check_context(chat, running))
-    return [*checks, gpu, check_prefixes(settings.index.embed_model, fingerprint)]
+    checks += [gpu, check_prefixes(settings.index.embed_model, fingerprint)]
+    language = check_language(settings.db, settings.collection, fingerprint, settings.index.embed_model)
+    return checks if language is None else [*checks, language]
 
 
 def check_server(client: OllamaClient) -> tuple[Check, Health | None]:
@@ -239,6 +242,44 @@ def check_prefixes(embed_model: str, fingerprint: dict[str, Any] | None) -> Chec
         f"no known prefixes for {embed_model}",
         "if its model card asks for task prefixes, set document_prefix / query_prefix in the index settings",
     )
+
+
+# How many stored chunks `check_language` reads: enough for a stable share, quick on a large index.
+LANGUAGE_SAMPLE_CHUNKS = 2000
+
+
+def check_language(
+    db: Path, collection: str, fingerprint: dict[str, Any] | None, embed_model: str,
+    sample: int = LANGUAGE_SAMPLE_CHUNKS,
+) -> Check | None:
+    """A Chinese-heavy index whose vectors come from an English-centred model (`ingest.language.HanShare`);
+    None when there is no indexed text to judge."""
+    from ingest.language import HanShare, is_multilingual, rebuild_fix
+    from ingest.store import Store  # imports chromadb: only when a doctor actually looks
+
+    if fingerprint is None:
+        return None
+    model = str(fingerprint.get("embed_model") or embed_model)  # the model that made the stored vectors
+    counter = HanShare()
+    try:
+        store = Store.open(Path(db), collection)
+        seen = 0
+        for page in store.iter_chunks(batch=500):
+            for chunk, _ in page:
+                counter.add(chunk.text)
+            seen += len(page)
+            if seen >= sample:
+                break
+        root = store.root()
+    except StoreError:
+        return None  # the index check reports why the store cannot be read
+    if not counter.letters:
+        return None
+    if counter.needs_multilingual(model):
+        path = root.split(":", 1)[1] if ":" in root else "PATH"
+        return Check("language", "warn", counter.detail(model), rebuild_fix(path))
+    kind = "a multilingual model" if is_multilingual(model) else "fine for text that is mostly not Chinese"
+    return Check("language", "pass", f"{counter.share:.0%} of the indexed text is Chinese; {model}: {kind}")
 
 
 def _split(err: RagError) -> tuple[str, str]:

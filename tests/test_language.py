@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
 from ingest.language import HAN_HEAVY_SHARE, HanShare, has_han, is_multilingual
+from rag.server import OllamaServer
 
 
 def share_of(*texts: str) -> HanShare:
@@ -47,3 +54,51 @@ def test_share_counts_letters_not_digits_punctuation_or_space() -> None:
 def test_han_range_covers_extension_a_and_compatibility_but_not_kana_or_hangul() -> None:
     assert has_han("㐀") and has_han("中") and has_han("豈")  # Ext. A, unified, compatibility
     assert not has_han("ひらがな カタカナ 한국어 ,。")
+
+
+# -- rag doctor: the language check on a real index (bundled hash server) -------------------------
+
+ZH_DOCS = {
+    "备份.md": "# 备份\n\n数据库每天凌晨两点自动备份，备份文件保存三十天。\n",
+    "食堂.md": "# 食堂\n\n公司食堂中午十二点开饭，晚上六点关门。\n",
+    "vpn.md": "# VPN\n\nInstall WireGuard.\n",
+}
+
+
+def run_rag(*args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("RAG_", "OLLAMA_"))}
+    return subprocess.run([sys.executable, "-m", "rag", *args], capture_output=True, text=True, env=env,
+                          timeout=120)
+
+
+def doctor_language(server: OllamaServer, db: Path, *extra: str) -> dict[str, str] | None:
+    done = run_rag("doctor", "--json", "--host", server.url, "--db", str(db), *extra)
+    checks = {c["name"]: c for c in json.loads(done.stdout)["checks"]}
+    return checks.get("language")
+
+
+def test_doctor_warns_about_a_chinese_index_built_with_an_english_model(
+    ollama_server: OllamaServer, tmp_path: Path
+) -> None:
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    for name, text in ZH_DOCS.items():
+        (docs / name).write_text(text, encoding="utf-8")
+    db = tmp_path / "db"
+    done = run_rag("index", str(docs), "--db", str(db), "--host", ollama_server.url)
+    assert done.returncode == 0, done.stderr
+    language = doctor_language(ollama_server, db)
+    assert language is not None and language["status"] == "warn", language
+    assert "nomic-embed-text" in language["detail"] and "Chinese" in language["detail"]
+    assert f"rag index {docs} --rebuild --embed-model bge-m3" in language["fix"]
+
+    # the fix, as a user follows it (`--pull` = `rag models pull bge-m3` first)
+    rebuilt = run_rag("index", str(docs), "--db", str(db), "--host", ollama_server.url, "--rebuild",
+                      "--embed-model", "bge-m3", "--pull")
+    assert rebuilt.returncode == 0, rebuilt.stderr
+    language = doctor_language(ollama_server, db, "--embed-model", "bge-m3")
+    assert language is not None and language["status"] == "pass" and "bge-m3" in language["detail"]
+
+
+def test_doctor_has_no_language_line_without_indexed_text(ollama_server: OllamaServer, tmp_path: Path) -> None:
+    assert doctor_language(ollama_server, tmp_path / "nothing") is None
