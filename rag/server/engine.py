@@ -8,6 +8,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+# Ollama's default context length (OLLAMA_CONTEXT_LENGTH unset): what a request without num_ctx gets.
+DEFAULT_NUM_CTX = 4096
+
 
 @dataclass(frozen=True)
 class ModelSpec:

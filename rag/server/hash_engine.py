@@ -23,9 +23,8 @@ from typing import Any
 
 from rag.server import hash_text
 from rag.server.catalog import DEFAULT_CATALOG, DEFAULT_LIBRARY, find_spec
-from rag.server.engine import ContextExceeded, Generation, ModelSpec
+from rag.server.engine import DEFAULT_NUM_CTX, ContextExceeded, Generation, ModelSpec
 
-DEFAULT_NUM_CTX = 4096
 UNIGRAM_WEIGHT = 0.5  # single Han characters are ambiguous; bigrams carry most of the meaning
 COARSE_DIMS = 64  # nomic's smallest Matryoshka size
 COARSE_WEIGHT = 0.5

@@ -16,7 +16,7 @@ from types import TracebackType
 from typing import Any
 
 from rag.server import native, openai_routes
-from rag.server.engine import Engine
+from rag.server.engine import DEFAULT_NUM_CTX, Engine
 from rag.server.handler import POLL_INTERVAL, Handler, HTTPServer, HTTPServer6
 from rag.server.protocol import ApiError, RecordedRequest, Reply, Request, TextReply, error_reply
 from rag.server.registry import Registry
@@ -24,7 +24,6 @@ from rag.server.registry import Registry
 Route = Callable[["OllamaServer", Request], Reply]
 BUSY = "server busy, please try again.  maximum pending requests exceeded"
 INJECTED = "injected failure"
-DEFAULT_NUM_CTX = 4096
 BODY_METHODS = ("POST", "PUT", "PATCH", "DELETE")
 
 ROUTES: dict[str, dict[str, Route]] = {

@@ -42,7 +42,7 @@ from typing import Any
 
 from rag.server import hash_text
 from rag.server.catalog import find_spec
-from rag.server.engine import Generation, ModelSpec
+from rag.server.engine import DEFAULT_NUM_CTX, Generation, ModelSpec
 from rag.server.minilm import (
     DIMENSION,
     INSTALL_LOCAL,
@@ -58,7 +58,6 @@ SMOLLM2 = "smollm2:135m"
 GEMMA3 = "gemma3:270m"
 DEFAULT_CHAT_MODEL = GEMMA3  # more grounded answers, terse, better Chinese: bench/results/chat_model_choice.md
 DEFAULT_NUM_PREDICT = 160
-DEFAULT_NUM_CTX = 4096
 LOADED_CTX = 8192  # KV cache allocated per model (~190 MB for SmolLM2); larger num_ctx is capped here
 REWRITE_NUM_PREDICT = 48
 REPAIR_MIN_OVERLAP = 1  # tiny models answer tersely ("9464", "杭州。"): one shared term is the signal
