@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from rag.server import hash_text
-from rag.server.catalog import find_spec
+from rag.server.catalog import CHATML_TEMPLATE, find_spec
 from rag.server.engine import DEFAULT_NUM_CTX, Generation, ModelSpec
 from rag.server.minilm import (
     DIMENSION,
@@ -65,11 +65,6 @@ THREADS = 2
 CITATION_RE = re.compile(r"\[\d+\]")
 
 SMOLLM2_DEFAULT_SYSTEM = "You are a helpful AI assistant named SmolLM, trained by Hugging Face"
-CHATML_TEMPLATE = (
-    "{{- if .System }}<|im_start|>system\n{{ .System }}<|im_end|>\n{{ end }}"
-    "{{- range .Messages }}<|im_start|>{{ .Role }}\n{{ .Content }}<|im_end|>\n{{ end }}"
-    "<|im_start|>assistant\n"
-)
 COMPLETION_TEMPLATE = "{{ .System }}\n\n{{ .Prompt }}\nAnswer:"
 
 
