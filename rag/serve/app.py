@@ -313,7 +313,7 @@ async def source_file(request: Request) -> Response:
     headers = dict(FILE_HEADERS)
     if not kind.startswith("application/pdf"):  # Chromium will not show a PDF under a sandbox policy
         headers["Content-Security-Policy"] = SANDBOX
-    return FileResponse(path, media_type=kind, headers=headers, content_disposition_type="inline")
+    return FileResponse(path, media_type=kind, headers=headers)
 
 
 async def docs_page(request: Request) -> Response:
