@@ -361,10 +361,24 @@ class Indexer:
     def _loaded(self, jobs: list[LoadJob]) -> Iterator[Loaded]:
         """Load results in job order; a process pool when there are enough files to pay for it."""
         workers = self.settings.workers or (os.cpu_count() or 1)
-        if len(jobs) < POOL_MIN_FILES or workers <= 1:
-            for job in jobs:
-                yield load_file(job)
-            return
+        done = 0
+        if len(jobs) >= POOL_MIN_FILES and workers > 1:
+            try:
+                for loaded in self._pooled(jobs, workers):
+                    done += 1
+                    yield loaded
+            except cf.process.BrokenProcessPool:
+                # Spawned workers re-import the caller's main module: a script without an
+                # `if __name__ == "__main__":` guard kills them. Finish in this process instead.
+                self.report.warnings.append(Skip(
+                    "workers", "the parsing processes could not start (is the calling script missing an "
+                    "`if __name__ == \"__main__\":` guard?); parsed in one process instead (workers=1 skips the pool)",
+                ))
+        for job in jobs[done:]:
+            yield load_file(job)
+
+    @staticmethod
+    def _pooled(jobs: list[LoadJob], workers: int) -> Iterator[Loaded]:
         # spawn: this process has threads (Chroma, the lock heartbeat), which fork does not copy safely.
         ctx = multiprocessing.get_context("spawn")
         with cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
