@@ -17,7 +17,7 @@ DEFAULT_EMBED_MODEL = "nomic-embed-text"
 DEFAULT_CHUNK_TOKENS = 400
 DEFAULT_CHUNK_OVERLAP = 60  # 15%: a sentence cut at a boundary is still whole in one neighbour
 DEFAULT_BATCH_SIZE = 32  # Ollama notes: batches above ~16-32 drift; 32 keeps HTTP overhead low
-DEFAULT_MAX_FILE_BYTES = 50 * 1024 * 1024
+DEFAULT_MAX_FILE_BYTES = 50_000_000  # "50 MB" as `human_size` and the README say it
 # Per-file budgets (ingest.loaders.LoadLimits). Real PDFs give 0.02-0.8 characters of text per byte
 # (measured on the shared corpus) and plain text at most 1, while a "PDF bomb" whose pages share one
 # compressed stream gave 2,500: 20x leaves wide headroom. 10 M characters is ~6,000 chunks of 400

@@ -45,14 +45,17 @@ def discover(
     yield from walk.run()
 
 
-def human_size(n: int) -> str:
-    """Bytes as a short human string: "512 B", "3.2 KB", "50.0 MB"."""
+def human_size(n: float) -> str:
+    """Bytes in decimal units, as Ollama shows sizes: "512 B", "3.2 KB", "50.0 MB" (1 MB = 1,000,000 bytes).
+
+    The one byte formatter: file limits here, model sizes and pull progress in `rag models`.
+    """
     size = float(n)
     for unit in ("B", "KB", "MB", "GB"):
-        if size < 1024 or unit == "GB":
-            return f"{n} B" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    raise AssertionError("unreachable")
+        if abs(size) < 1000:
+            return f"{size:.0f} B" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1000
+    return f"{size:.1f} TB"
 
 
 # --- .ragignore ------------------------------------------------------------------------------------

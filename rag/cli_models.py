@@ -12,6 +12,7 @@ import click
 from tqdm import tqdm
 
 from ingest.config import IndexSettings
+from ingest.walk import human_size
 from rag.client import OllamaClient
 from rag.config import Settings
 from rag.doctor import Check, run_doctor
@@ -50,7 +51,7 @@ class PullReporter:
             if bar is None:
                 desc = f"pulling {part.digest.removeprefix('sha256:')[:12]}"
                 bar = tqdm(
-                    desc=desc, total=total, unit="B", unit_scale=True, unit_divisor=1024, file=self.out
+                    desc=desc, total=total, unit="B", unit_scale=True, unit_divisor=1000, file=self.out
                 )
                 self.bars[part.digest] = bar
             bar.update(done - bar.n)
@@ -62,9 +63,9 @@ class PullReporter:
         self.last_step[part.digest] = step
         start, first = self.started.setdefault(part.digest, (time.monotonic(), done))
         elapsed = time.monotonic() - start
-        speed = f", {_bytes((done - first) / elapsed)}/s" if elapsed > 0 and done > first else ""
+        speed = f", {human_size((done - first) / elapsed)}/s" if elapsed > 0 and done > first else ""
         short = part.digest.removeprefix("sha256:")[:12]
-        self._line(f"pulling {short}: {_bytes(done)} / {_bytes(total)} ({100 * done // total}%{speed})")
+        self._line(f"pulling {short}: {human_size(done)} / {human_size(total)} ({100 * done // total}%{speed})")
 
     def _line(self, text: str) -> None:
         if text:
@@ -103,7 +104,7 @@ def list_models(host: str | None, as_json: bool) -> None:
         emit_json({"host": client.host, "models": to_json(found)})
         return
     rows = [
-        [m.name, _bytes(m.size), m.family, m.parameter_size, m.quantization, _ago(m.modified)] for m in found
+        [m.name, human_size(m.size), m.family, m.parameter_size, m.quantization, _ago(m.modified)] for m in found
     ]
     _table(["NAME", "SIZE", "FAMILY", "PARAMS", "QUANT", "MODIFIED"], rows)
     if not found:
@@ -208,7 +209,7 @@ def running_models(host: str | None, as_json: bool) -> None:
         emit_json({"host": client.host, "models": to_json(loaded)})
         return
     rows = [
-        [m.name, _bytes(m.size), _processor(m), str(m.context_length or ""), _until(m.expires_at)]
+        [m.name, human_size(m.size), _processor(m), str(m.context_length or ""), _until(m.expires_at)]
         for m in loaded
     ]
     _table(["NAME", "SIZE", "PROCESSOR", "CONTEXT", "UNTIL"], rows)
@@ -273,14 +274,6 @@ def _table(headers: list[str], rows: list[list[str]]) -> None:
     widths = [max(len(str(r[i])) for r in [headers, *rows]) for i in range(len(headers))]
     for row in [headers, *rows]:
         echo("  ".join(str(cell).ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
-
-
-def _bytes(n: float) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if abs(n) < 1000:
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    return f"{n:.1f} TB"
 
 
 def _processor(m: RunningModel) -> str:

@@ -117,7 +117,7 @@ def test_pull_reporter_draws_bars_with_bytes_and_speed() -> None:
     reporter(PullProgress("success"))
     reporter.close()
     text = out.getvalue()
-    assert "pulling abc" in text and "23.8M/23.8M" in text and "B/s" in text and "success" in text
+    assert "pulling abc" in text and "25.0M/25.0M" in text and "B/s" in text and "success" in text
 
 
 def test_models_copy_then_delete(ollama_server: OllamaServer) -> None:

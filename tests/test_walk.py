@@ -69,12 +69,15 @@ def test_size_limit_reports_size_and_limit(tmp_path: Path) -> None:
     assert found[1] == tmp_path / "small.txt"
     skip = found[0]
     assert isinstance(skip, Skip) and skip.path == "big.txt"
-    assert "2.9 KB" in skip.reason and "2.0 KB" in skip.reason
+    assert "3.0 KB" in skip.reason and "2.0 KB" in skip.reason  # decimal units, like every size shown
 
 
 def test_human_size() -> None:
     assert human_size(12) == "12 B"
-    assert human_size(50 * 1024 * 1024) == "50.0 MB"
+    assert human_size(50_000_000) == "50.0 MB"
+    assert human_size(1536) == "1.5 KB"
+    assert human_size(397_821_319) == "397.8 MB"  # decimal, as Ollama and `rag models list` show it
+    assert human_size(2.5e12) == "2.5 TB"
 
 
 def test_symlink_leaving_root_is_reported_not_followed(tmp_path: Path) -> None:
