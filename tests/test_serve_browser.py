@@ -328,6 +328,22 @@ def test_html_source_is_shown_as_text_never_as_markup(browser: Browser, tmp_path
         assert page.evaluate("window.__pwned") is None
 
 
+def test_a_source_deleted_since_indexing_says_so(browser: Browser, tmp_path: Path,
+                                                 ollama_server: OllamaServer) -> None:
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "kettle.md").write_text("# Kettle\n\nDescale the kettle with white vinegar every month.\n",
+                                    encoding="utf-8")
+    with RAG(db=tmp_path / "db", host=ollama_server.url) as kb:
+        kb.index(docs)
+    with running(ServeConfig(db=str(tmp_path / "db"), ollama_host=ollama_server.url)) as serving, \
+            opened(browser, serving.url) as page:
+        answer = ask(page, "How do I descale the kettle?")
+        (docs / "kettle.md").unlink()
+        answer.locator(".source a.cite").first.click()
+        expect(page.locator("#viewer-message")).to_have_text(re.compile(r"^Could not open kettle\.md: \S.+"))
+
+
 # -- the index -------------------------------------------------------------------------------------
 
 
@@ -384,11 +400,13 @@ def test_a_path_traversal_file_url_is_refused(page: Page, site: RunningServer,
                                               library: tuple[Path, Path, OllamaServer]) -> None:
     docs, _, _ = library
     (docs.parent / "secret.txt").write_text("the secret outside the folder", encoding="utf-8")
+    (docs / "shortcut.txt").symlink_to(docs.parent / "secret.txt")  # a symlink that leaves the folder
     assert page.evaluate("path => fetch(path).then(r => r.status)", "api/files/chroma-basics.md") == 200
-    for path in ["api/files/..%2Fsecret.txt", "api/files/%2e%2e/secret.txt", "api/files/..%5Csecret.txt",
-                 f"api/files/{docs.parent / 'secret.txt'}", "api/files/%2F" + str(docs.parent / "secret.txt")]:
+    outside = docs.parent / "secret.txt"
+    for path in ["api/files/shortcut.txt", "api/files/..%2Fsecret.txt", "api/files/%2e%2e/secret.txt",
+                 "api/files/..%5Csecret.txt", f"api/files/{outside}", f"api/files/%2F{outside}"]:
         status, body = page.evaluate("path => fetch(path).then(async r => [r.status, await r.text()])", path)
-        assert status == 404 and "secret" not in body, path
+        assert status == 404 and "the secret" not in body, path
     tab = page.context.new_page()
     response = tab.goto(site.url + "api/files/../../secret.txt")  # the browser resolves ../ itself
     assert response is not None and response.status == 404
