@@ -32,8 +32,10 @@ from ingest.chunking import chunk_document
 from ingest.config import IndexSettings
 from ingest.embedder import Embedder, max_chunk_tokens
 from ingest.errors import ConfigError, IndexMismatch, LoadError, RagError, StoreError
+from ingest.loaders import LoadLimits
 from ingest.lock import WriterLock, lock_name
-from ingest.records import Chunk, IndexReport, Skip
+from ingest.paths import source_name
+from ingest.records import Chunk, IndexReport, Notice, Skip
 from ingest.state import FileRecord, IndexState, file_sha256, state_path
 from ingest.store import Store, destroy_embedded
 from ingest.walk import discover
@@ -72,6 +74,7 @@ class LoadJob:
     old_sha: str
     chunk_tokens: int
     chunk_overlap: int
+    limits: LoadLimits = field(default_factory=LoadLimits)
 
 
 @dataclass
@@ -104,7 +107,7 @@ def load_file(job: LoadJob) -> Loaded:
         out.sha256 = file_sha256(Path(job.path))
         if job.old_sha and out.sha256 == job.old_sha:
             return out  # touched, not changed
-        loaded = load(Path(job.path), Path(job.root))
+        loaded = load(Path(job.path), Path(job.root), job.limits)
         out.warnings = list(loaded.warnings)
         chunks = [
             c
@@ -124,11 +127,11 @@ def load_file(job: LoadJob) -> Loaded:
     return out
 
 
-def load(path: Path, root: Path) -> Any:
+def load(path: Path, root: Path, limits: LoadLimits) -> Any:
     """The loader, imported late so worker processes pay for it once."""
     from ingest.loaders import load as _load
 
-    return _load(path, root)
+    return _load(path, root, limits)
 
 
 def wanted_fingerprint(settings: IndexSettings, embedder: Embedder) -> dict[str, Any]:
@@ -233,11 +236,14 @@ class Indexer:
         for item in discover(
             self.root, include_hidden=self.settings.include_hidden, max_file_bytes=self.settings.max_file_bytes
         ):
+            if isinstance(item, Notice):
+                self.report.warnings.append(Skip(item.path, item.reason))
+                continue
             if isinstance(item, Skip):
                 self.report.skipped.append(item)
                 seen.add(item.path)  # its old chunks stay: nothing indexed is lost
                 continue
-            rel = item.relative_to(self.root).as_posix()
+            rel = source_name(item.relative_to(self.root).as_posix())
             seen.add(rel)
             old = records.get(rel)
             try:
@@ -253,7 +259,9 @@ class Indexer:
         self._done = len(self.report.unchanged)
         if jobs:
             size, overlap = self._chunk_sizes()
-            jobs = [LoadJob(j.path, j.root, j.rel, j.old_sha, size, overlap) for j in jobs]
+            limits = LoadLimits(self.settings.max_text_ratio, self.settings.max_text_chars, self.settings.max_pages,
+                                self.settings.max_parse_seconds)
+            jobs = [LoadJob(j.path, j.root, j.rel, j.old_sha, size, overlap, limits) for j in jobs]
             self._pipeline(jobs, records, touched)
         self._remove_missing(records, seen)
         self._finish()
