@@ -30,7 +30,7 @@ from rag.client import OllamaClient
 from rag.config import Settings
 from rag.prompt_format import PASSAGE_CLOSE, QUESTION_LABEL, neutralise, passage_open
 from rag.retrieve import Retriever, rrf
-from rag.types import Answer, Citation, Hit
+from rag.types import Answer, Citation, Hit, location
 
 log = logging.getLogger(__name__)
 
@@ -82,12 +82,7 @@ def no_answer_text(question: str) -> str:
 
 def passage_label(hit: Hit) -> str:
     """``source, page p — heading``: what the opening marker says about a passage."""
-    label = hit.source
-    if hit.page:
-        label += f", page {hit.page}"
-    if hit.heading:
-        label += f" — {hit.heading}"
-    return label
+    return location(hit.source, hit.page, hit.heading)
 
 
 def passage_block(n: int, hit: Hit) -> str:

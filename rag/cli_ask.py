@@ -14,7 +14,7 @@ from rag.chat import Chat
 from rag.cli_models import PullReporter
 from rag.options import host_option, json_option, question_argument, store_options
 from rag.output import echo, emit_json, handle_errors, note, safe_text
-from rag.types import Answer, Citation, Hit
+from rag.types import Answer, Citation, Hit, location
 
 F = Callable[..., Any]
 
@@ -51,15 +51,14 @@ def open_kb(db: str | None, collection: str | None, host: str | None, model: str
     return RAG(db=db, collection=collection, host=host, chat_model=model, k=k)
 
 
-def location(source: str, page: int | None, heading: str) -> str:
-    """``path, page p — heading``, on one line whatever the file name holds."""
-    text = safe_text(source, one_line=True) + (f", page {page}" if page else "")
-    return text + (f" — {safe_text(heading, one_line=True)}" if heading else "")
+def shown_location(source: str, page: int | None, heading: str) -> str:
+    """`rag.types.location` on one line, whatever the file name or heading holds."""
+    return location(safe_text(source, one_line=True), page, safe_text(heading, one_line=True) if heading else "")
 
 
 def format_sources(citations: Iterable[Citation]) -> str:
     """The cited sources, one per line."""
-    lines = [f"  [{c.n}] {location(c.source, c.page, c.heading)}" for c in citations]
+    lines = [f"  [{c.n}] {shown_location(c.source, c.page, c.heading)}" for c in citations]
     return "Sources:\n" + "\n".join(lines) if lines else ""
 
 
@@ -69,7 +68,7 @@ def format_hits(hits: Iterable[Hit], width: int = 160) -> str:
     for i, h in enumerate(hits, start=1):
         text = " ".join(safe_text(h.text).split())
         text = text if len(text) <= width else text[: width - 1] + "…"
-        out.append(f"{i}. {h.score:.3f}  {location(h.source, h.page, h.heading)}\n   {text}")
+        out.append(f"{i}. {h.score:.3f}  {shown_location(h.source, h.page, h.heading)}\n   {text}")
     return "\n".join(out)
 
 

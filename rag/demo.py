@@ -25,7 +25,7 @@ from ingest.ollama_calls import resolve_host
 from rag.api import RAG
 from rag.cli_models import PullReporter
 from rag.client import OllamaClient
-from rag.types import Answer
+from rag.types import Answer, location
 
 ROOT = Path(__file__).resolve().parents[1]
 QUESTIONS = (
@@ -89,12 +89,11 @@ def print_answer(kb: RAG, question: str) -> Answer:
     if answer.citations:
         print("Sources:")
         for c in answer.citations:
-            where = c.source + (f", page {c.page}" if c.page else "") + (f" — {c.heading}" if c.heading else "")
-            print(f"  [{c.n}] {where}")
+            print(f"  [{c.n}] {location(c.source, c.page, c.heading)}")
     else:
         print("Sources: (the answer cites none; passages in context were:)")
         for hit in answer.contexts[:3]:
-            print(f"  {hit.source}" + (f", page {hit.page}" if hit.page else "") + f"  score {hit.score:.2f}")
+            print(f"  {location(hit.source, hit.page, '')}  score {hit.score:.2f}")
     t = answer.timings
     print(f"({answer.model}: retrieval {t.get('retrieval', 0):.2f} s, first token {t.get('first_token', 0):.2f} s, "
           f"total {t.get('total', 0):.2f} s)")

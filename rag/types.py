@@ -6,6 +6,16 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 
+def location(source: str, page: int | None, heading: str) -> str:
+    """Where a passage is, as every front end shows it: ``source, page p — heading``.
+
+    >>> location("manual.pdf", 3, "Setup > Install"), location("notes.md", None, "")
+    ('manual.pdf, page 3 — Setup > Install', 'notes.md')
+    """
+    text = source + (f", page {page}" if page else "")
+    return text + (f" — {heading}" if heading else "")
+
+
 @dataclass(frozen=True)
 class Hit:
     """One retrieved passage (`rag search`, `kb.search`)."""
