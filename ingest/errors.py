@@ -33,6 +33,10 @@ class ConfigError(RagError):
     """A setting or argument is invalid."""
 
 
+class ConfigWarning(UserWarning):
+    """A ``RAG_*`` environment variable that is not a setting (a typo, or another tool's): ignored."""
+
+
 class OllamaError(RagError):
     """Talking to the Ollama server failed."""
 

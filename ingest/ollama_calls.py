@@ -30,6 +30,7 @@ import ollama
 import pydantic
 
 from ingest.errors import (
+    ConfigError,
     ModelCapabilityError,
     ModelNotFound,
     OllamaAuthError,
@@ -68,12 +69,26 @@ class Timeouts:
 
     @classmethod
     def from_env(cls) -> Timeouts:
-        """`RAG_CONNECT_TIMEOUT` / `RAG_READ_TIMEOUT` / `RAG_RETRY_DEADLINE` override the defaults."""
+        """`RAG_CONNECT_TIMEOUT` / `RAG_READ_TIMEOUT` / `RAG_RETRY_DEADLINE` override the defaults
+        (the only place these variables are read; `ingest.config` lists them with the other settings)."""
         return cls(
-            connect=float(os.environ.get("RAG_CONNECT_TIMEOUT", DEFAULT_CONNECT_TIMEOUT)),
-            read=float(os.environ.get("RAG_READ_TIMEOUT", DEFAULT_READ_TIMEOUT)),
-            retry_deadline=float(os.environ.get("RAG_RETRY_DEADLINE", DEFAULT_RETRY_DEADLINE)),
+            connect=_seconds("RAG_CONNECT_TIMEOUT", DEFAULT_CONNECT_TIMEOUT),
+            read=_seconds("RAG_READ_TIMEOUT", DEFAULT_READ_TIMEOUT),
+            retry_deadline=_seconds("RAG_RETRY_DEADLINE", DEFAULT_RETRY_DEADLINE),
         )
+
+
+def _seconds(var: str, default: float) -> float:
+    raw = os.environ.get(var)
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not value > 0:
+        raise ConfigError(f"{var}={raw!r} is not a number of seconds above 0 — fix or unset it")
+    return value
 
 
 # base URL (without credentials) -> (user, password), filled by `resolve_host`.

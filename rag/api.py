@@ -9,15 +9,13 @@
 
 from __future__ import annotations
 
-import difflib
 import json
 import os
 from collections.abc import Callable, Collection
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, overload
 
-from ingest.config import IndexSettings
 from ingest.errors import StoreError
 from ingest.indexer import ProgressFn, index_folder, open_store
 from ingest.lock import WriterLock
@@ -60,22 +58,6 @@ class IndexStatus:
         }
 
 
-def valid_options() -> list[str]:
-    """The keyword options `RAG(...)` accepts besides its named parameters."""
-    read = {f.name for f in fields(Settings)} - {"index"}
-    return sorted((set(IndexSettings.__dataclass_fields__) | read) - {"host", "db", "collection"})
-
-
-def check_options(options: dict[str, Any]) -> None:
-    """A misspelt option is a TypeError naming the closest valid one, not silently ignored."""
-    valid = valid_options()
-    for name in options:
-        if name not in valid:
-            close = difflib.get_close_matches(name, valid, n=1)
-            hint = f"did you mean {close[0]!r}? " if close else ""
-            raise TypeError(f"RAG() got an unexpected option {name!r} — {hint}valid options: {', '.join(valid)}")
-
-
 class RAG:
     """An index of one folder in one Chroma collection, and the questions asked of it."""
 
@@ -92,13 +74,11 @@ class RAG:
     ) -> None:
         if chroma is not None:  # a Chroma server ("http://host:8000"); ``db`` is then a local cache
             options["chroma_url"] = chroma
-        check_options(options)
-        index_options = {k: v for k, v in options.items() if k in IndexSettings.__dataclass_fields__}
-        self.index_settings = IndexSettings.resolve(
-            host=host, db=db, collection=collection, embed_model=embed_model, **index_options
+        # One resolution of every setting (a misspelt option is a TypeError naming the closest one).
+        self.settings = Settings.resolve(
+            host=host, db=db, collection=collection, embed_model=embed_model, chat_model=chat_model, **options
         )
-        self.chat_model = chat_model
-        self.options = {k: v for k, v in options.items() if k not in index_options}
+        self.index_settings = self.settings.index
         self._retriever: Retriever | None = None
         self._client: OllamaClient | None = None
 
@@ -159,7 +139,7 @@ class RAG:
 
     def read_settings(self) -> Settings:
         """Retrieval and answer settings: constructor options > RAG_* environment > defaults."""
-        return Settings.resolve(index=self.index_settings, chat_model=self.chat_model, **self.options)
+        return self.settings
 
     def retriever(self) -> Retriever:
         """The opened index for searching (opened once, on first use)."""

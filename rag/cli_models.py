@@ -11,7 +11,6 @@ from typing import IO, Any
 import click
 from tqdm import tqdm
 
-from ingest.config import IndexSettings
 from ingest.walk import human_size
 from rag.client import OllamaClient
 from rag.config import Settings
@@ -245,8 +244,7 @@ def doctor(
     GPU or CPU for loaded models; the embedding prefixes.
     Exits 1 when any check fails (warnings do not fail).
     """
-    index = IndexSettings.resolve(host=host, db=db, collection=collection, embed_model=embed_model)
-    settings = Settings.resolve(index=index, chat_model=chat_model)
+    settings = Settings.resolve(host=host, db=db, collection=collection, embed_model=embed_model, chat_model=chat_model)
     with OllamaClient(settings.host, retries=0) as client:
         checks = run_doctor(settings, client)
     ok = all(c.status != "fail" for c in checks)

@@ -1,4 +1,7 @@
-"""Read-path settings (retrieval and answering), resolved once: argument > environment > default.
+"""The read path's settings (retrieval and answering) and why their defaults are what they are.
+
+The settings themselves are part of the one settings object, `ingest.config.Settings` (re-exported
+here with the defaults), resolved once: argument > RAG_* environment > default.
 
 The defaults for k, the candidate pool, MMR λ, the per-file cap, hybrid, the fusion and the
 relevance floor were chosen by `make eval` (`python -m rag.evaluate`; full tables in
@@ -30,140 +33,40 @@ bench/results/eval.md):
   refuses 3 of the 6 while still answering every answerable question).
 """
 
-from __future__ import annotations
+from ingest.config import (
+    DEFAULT_ANSWER_TOKENS,
+    DEFAULT_CHAT_MODEL,
+    DEFAULT_CONTEXT_TOKENS,
+    DEFAULT_DENSE_WEIGHT,
+    DEFAULT_HISTORY_TOKENS,
+    DEFAULT_HYBRID,
+    DEFAULT_K,
+    DEFAULT_MIN_OVERLAP,
+    DEFAULT_MIN_SCORE,
+    DEFAULT_MMR_LAMBDA,
+    DEFAULT_PER_FILE_CAP,
+    DEFAULT_POOL,
+    DEFAULT_RRF_K,
+    DEFAULT_TEMPERATURE,
+    IndexSettings,
+    Settings,
+)
 
-import os
-from dataclasses import dataclass, fields, replace
-from pathlib import Path
-from typing import Any
-
-from ingest.config import IndexSettings
-from ingest.errors import ConfigError
-
-DEFAULT_CHAT_MODEL = "qwen2.5:7b"
-DEFAULT_K = 5
-DEFAULT_POOL = 30  # dense candidates fetched from Chroma before exact re-scoring and MMR
-DEFAULT_MMR_LAMBDA = 0.7  # 1.0 = pure relevance; lower trades relevance for diversity
-DEFAULT_PER_FILE_CAP = 3  # at most this many chunks from one file in the top k
-DEFAULT_HYBRID = True
-DEFAULT_RRF_K = 30  # RRF constant: 30 and 60 (Cormack et al.) tie on NFCorpus dev and sample_docs
-DEFAULT_DENSE_WEIGHT = 0.5  # hybrid: the dense ranking's share of the fused score (BM25 gets the rest)
-DEFAULT_MIN_SCORE = 0.35  # relevance floor: cosine similarity ... (rag.retrieve.passes_floor)
-DEFAULT_MIN_OVERLAP = 0.34  # ... or this share of the query's terms found in the passage
-DEFAULT_ANSWER_TOKENS = 768  # num_predict: the answer budget
-DEFAULT_CONTEXT_TOKENS = 3000  # passages packed into the prompt
-DEFAULT_HISTORY_TOKENS = 1000  # chat history kept, newest first
-DEFAULT_TEMPERATURE = 0.1  # grounded answers: little creativity wanted
-
-# Environment variable for each setting that has one.
-_ENV = {
-    "chat_model": "RAG_CHAT_MODEL",
-    "k": "RAG_K",
-    "pool": "RAG_POOL",
-    "mmr_lambda": "RAG_MMR_LAMBDA",
-    "per_file_cap": "RAG_PER_FILE_CAP",
-    "hybrid": "RAG_HYBRID",
-    "rrf_k": "RAG_RRF_K",
-    "dense_weight": "RAG_DENSE_WEIGHT",
-    "min_score": "RAG_MIN_SCORE",
-    "min_overlap": "RAG_MIN_OVERLAP",
-    "num_ctx": "RAG_NUM_CTX",
-    "answer_tokens": "RAG_ANSWER_TOKENS",
-    "context_tokens": "RAG_CONTEXT_TOKENS",
-    "history_tokens": "RAG_HISTORY_TOKENS",
-    "temperature": "RAG_TEMPERATURE",
-}
-
-
-@dataclass(frozen=True)
-class Settings:
-    """Everything the read path needs. Build with `Settings.resolve(...)`; `index` holds host/db/timeouts."""
-
-    index: IndexSettings
-    chat_model: str = DEFAULT_CHAT_MODEL
-    k: int = DEFAULT_K
-    pool: int = DEFAULT_POOL
-    mmr_lambda: float = DEFAULT_MMR_LAMBDA
-    per_file_cap: int = DEFAULT_PER_FILE_CAP
-    hybrid: bool = DEFAULT_HYBRID
-    rrf_k: int = DEFAULT_RRF_K
-    dense_weight: float = DEFAULT_DENSE_WEIGHT
-    min_score: float = DEFAULT_MIN_SCORE
-    min_overlap: float = DEFAULT_MIN_OVERLAP
-    num_ctx: int | None = None  # None: sized from the budgets below (rag.answer.context_window)
-    answer_tokens: int = DEFAULT_ANSWER_TOKENS
-    context_tokens: int = DEFAULT_CONTEXT_TOKENS
-    history_tokens: int = DEFAULT_HISTORY_TOKENS
-    temperature: float = DEFAULT_TEMPERATURE
-
-    def __post_init__(self) -> None:
-        if self.k < 1 or self.pool < 1 or self.per_file_cap < 1:
-            raise ConfigError("k, pool and per-file cap must be at least 1 — e.g. --k 5")
-        if not 0.0 <= self.dense_weight <= 1.0:
-            raise ConfigError(f"dense weight must be between 0 and 1, not {self.dense_weight} — e.g. RAG_DENSE_WEIGHT=0.5")
-        if self.rrf_k < 1:
-            raise ConfigError(f"RRF k must be at least 1, not {self.rrf_k}")
-        if not 0.0 <= self.mmr_lambda <= 1.0:
-            raise ConfigError(f"MMR lambda must be between 0 and 1, not {self.mmr_lambda} — e.g. RAG_MMR_LAMBDA=0.7")
-        if self.num_ctx is not None and self.num_ctx < 512:
-            raise ConfigError(f"num_ctx {self.num_ctx} is too small — use at least 2048, or leave it unset")
-
-    @property
-    def host(self) -> str:
-        return self.index.host
-
-    @property
-    def db(self) -> Path:
-        return self.index.db
-
-    @property
-    def collection(self) -> str:
-        return self.index.collection
-
-    def with_(self, **changes: Any) -> Settings:
-        """A copy with some fields changed (None values are ignored)."""
-        return replace(self, **{k: v for k, v in changes.items() if v is not None})
-
-    @classmethod
-    def resolve(
-        cls,
-        *,
-        host: str | None = None,
-        db: str | os.PathLike[str] | None = None,
-        collection: str | None = None,
-        chat_model: str | None = None,
-        index: IndexSettings | None = None,
-        **overrides: Any,
-    ) -> Settings:
-        """Arguments win, then RAG_* environment variables, then the defaults above."""
-        index = index or IndexSettings.resolve(host=host, db=db, collection=collection)
-        values: dict[str, Any] = {"index": index}
-        types = {f.name: f.type for f in fields(cls)}
-        for name, var in _ENV.items():
-            raw = os.environ.get(var)
-            if raw:
-                values[name] = _parse(name, str(types[name]), raw, var)
-        if chat_model:
-            values["chat_model"] = chat_model
-        unknown = set(overrides) - set(types)
-        if unknown:
-            raise ConfigError(f"unknown setting(s) {sorted(unknown)} — see rag.config.Settings")
-        values.update({k: v for k, v in overrides.items() if v is not None})
-        return cls(**values)
-
-
-def _parse(name: str, kind: str, raw: str, var: str) -> Any:
-    try:
-        if "bool" in kind:
-            if raw.lower() in ("1", "true", "yes", "on"):
-                return True
-            if raw.lower() in ("0", "false", "no", "off"):
-                return False
-            raise ValueError(raw)
-        if "int" in kind:
-            return int(raw)
-        if "float" in kind:
-            return float(raw)
-        return raw
-    except ValueError:
-        raise ConfigError(f"{var}={raw!r} is not a valid {name} — fix or unset it") from None
+__all__ = [
+    "DEFAULT_ANSWER_TOKENS",
+    "DEFAULT_CHAT_MODEL",
+    "DEFAULT_CONTEXT_TOKENS",
+    "DEFAULT_DENSE_WEIGHT",
+    "DEFAULT_HISTORY_TOKENS",
+    "DEFAULT_HYBRID",
+    "DEFAULT_K",
+    "DEFAULT_MIN_OVERLAP",
+    "DEFAULT_MIN_SCORE",
+    "DEFAULT_MMR_LAMBDA",
+    "DEFAULT_PER_FILE_CAP",
+    "DEFAULT_POOL",
+    "DEFAULT_RRF_K",
+    "DEFAULT_TEMPERATURE",
+    "IndexSettings",
+    "Settings",
+]

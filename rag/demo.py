@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import os
 import sys
 import time
 from collections.abc import Iterator
@@ -20,6 +19,7 @@ from typing import Any
 
 import httpx
 
+from ingest.config import Settings
 from ingest.errors import RagError
 from ingest.ollama_calls import resolve_host
 from rag.api import RAG
@@ -58,8 +58,8 @@ def ollama_for_demo(host: str | None) -> Iterator[tuple[str, str, str, dict[str,
     bundled local engine."""
     url = resolve_host(host)
     if ollama_answers(url):
-        embed = os.environ.get("RAG_EMBED_MODEL", "nomic-embed-text")
-        chat = os.environ.get("RAG_CHAT_MODEL", "qwen2.5:7b")
+        settings = Settings.resolve(host=url)  # RAG_EMBED_MODEL / RAG_CHAT_MODEL, else the defaults
+        embed, chat = settings.index.embed_model, settings.chat_model
         say(f"using the Ollama server at {url} (models {embed} and {chat}; missing ones are pulled)")
         with OllamaClient(url) as client:
             reporter = PullReporter(sys.stderr)

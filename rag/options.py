@@ -2,34 +2,15 @@
 
 from __future__ import annotations
 
-import ipaddress
 import os
-import re
 from collections.abc import Callable
 from typing import Any
 
 import click
 
+from ingest.config import CHROMA_NAME_RULE, collection_name_problem
+
 F = Callable[..., Any]
-
-# Chroma's own rule (chromadb 1.x validates names in its Rust core; the message quotes it).
-CHROMA_NAME_RULE = (
-    "Chroma accepts 3-512 characters from a-z A-Z 0-9 . _ -, starting and ending with a letter or digit, "
-    "with no two consecutive periods (..), and not an IP address"
-)
-_CHROMA_NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9._-]{1,510}[a-zA-Z0-9]")
-
-
-def collection_name_problem(name: str) -> str:
-    """Why Chroma would reject ``name`` as a collection name, or "" when it accepts it."""
-    if not _CHROMA_NAME.fullmatch(name) or ".." in name:
-        return CHROMA_NAME_RULE
-    try:
-        ipaddress.ip_address(name)
-    except ValueError:
-        return ""
-    return CHROMA_NAME_RULE
-
 
 def _check_collection(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
     if value is not None and collection_name_problem(value):
