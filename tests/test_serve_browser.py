@@ -38,6 +38,7 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic"
 SAMPLE_DOCS = Path(__file__).resolve().parent.parent / "sample_docs"
 PIECE_SECONDS = 0.03  # the model's pace, so the page visibly receives the answer piece by piece
 WAIT_MS = 30_000  # upper bound for anything the page waits on (2 shared cores, a cold browser)
+expect.set_options(timeout=WAIT_MS)
 
 EN_QUESTION = "What port does the Tidepool admin console use?"  # cites tidepool-admin-manual.pdf pages
 EN_TEXT_QUESTION = "What is Chroma?"  # cites chroma-basics.md
