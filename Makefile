@@ -8,7 +8,7 @@ PY310 ?= $(firstword $(wildcard $(shell pyenv prefix 3.10 2>/dev/null)/bin/pytho
 VENV310 ?= .venv-py310
 STAMP310 := $(VENV310)/.installed-stamp
 
-.PHONY: install test test-fast test-py310 test-live demo lint bench eval clean
+.PHONY: install test test-fast test-py310 test-live demo lint bench bench-anchors eval clean
 
 install: $(STAMP)
 
@@ -48,8 +48,21 @@ lint: install
 	$(PY) -m ruff check rag ingest tests scripts bench
 	$(PY) -m mypy
 
+# `make bench` (not part of `make test`): rag side by side with a hand-written floor, LlamaIndex and
+# LangChain; writes bench/results/bench.md and .json. QUICK=1 (or BENCH_QUICK=1) runs small sizes in
+# minutes. The anchors get their own venv; if it cannot be installed the run goes on and says so.
+ANCHORS_VENV := bench/.venv-anchors
+
 bench: install
-	$(PY) bench/run.py
+	-$(MAKE) bench-anchors
+	$(PY) bench/run.py $(if $(QUICK),--quick)
+
+bench-anchors: $(ANCHORS_VENV)/.installed-stamp
+
+$(ANCHORS_VENV)/.installed-stamp: bench/anchors/requirements.txt
+	@test -x $(ANCHORS_VENV)/bin/python || $(PYTHON) -m venv $(ANCHORS_VENV)
+	$(ANCHORS_VENV)/bin/python -m pip install -q -r bench/anchors/requirements.txt
+	@touch $@
 
 eval: install
 	$(PY) -m rag.evaluate

@@ -1,141 +1,397 @@
-"""`make bench`: speed and memory of the pipeline, written to bench/results/bench.md (and .json).
+"""`make bench`: rag side by side with a hand-written floor, LlamaIndex and LangChain, in one run.
 
-Measured against the bundled server's hash engine (so the numbers are rag's own overhead:
-loading, chunking, HTTP, Chroma, manifest), plus the real MiniLM engine on a small sample.
-Each indexing run happens in a fresh subprocess so its peak RSS is its own.
+Every tool runs as its own process against the same bundled Ollama-protocol server (hash engine:
+instant embeddings, so the numbers are each tool's own cost), on the same corpora (bench/corpora.py).
+rag is driven only through its command line (`rag index DIR --db D --collection C --json`) and, for
+query latency, through `RAG.search` in one process (bench/rag_query.py). Phases per corpus and tool:
+first ingest, unchanged re-run, 200 queries, and on the synthetic corpus a 1%-edited re-run. Then,
+when rag supports them: simulated embedding latency (`--parallel`), two Ollama hosts against one,
+and hybrid search against a Chroma server. Results: bench/results/bench.md and bench.json.
+
+    python bench/run.py            # full size (about an hour on 2 cores)
+    python bench/run.py --quick    # small sizes, a few minutes (or BENCH_QUICK=1)
 """
 
 from __future__ import annotations
 
+import argparse
 import json
+import math
+import os
 import platform
-import random
+import re
+import shutil
+import socket
 import subprocess
 import sys
-import tempfile
 import time
+import urllib.request
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "bench" / "results"
-WORDS = ("ollama embed chunk vector index query answer model server context token batch chroma cosine "
-         "manifest folder document page heading citation retrieval ranking").split()
-HAN = "检索增强生成向量数据库模型上下文文档段落问题答案索引嵌入服务器批量"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import corpora  # noqa: E402
+import report  # noqa: E402
+from measure import ENGINES, CountingServer, Run, percentile, run, start_server, supports_fault  # noqa: E402
+from offline import child_env, tiktoken_cache  # noqa: E402
 
-def make_corpus(folder: Path, files: int, seed: int = 7) -> int:
-    """`files` Markdown files of ~600 words (English) or ~900 characters (Chinese); returns bytes written."""
-    rng = random.Random(seed)
-    folder.mkdir(parents=True, exist_ok=True)
-    total = 0
-    for i in range(files):
-        if i % 4 == 3:
-            paras = ["".join(rng.choice(HAN) for _ in range(150)) + "。" for _ in range(6)]
-        else:
-            paras = [" ".join(rng.choice(WORDS) for _ in range(100)) + "." for _ in range(6)]
-        text = f"# Document {i}\n\n## Part one\n\n" + "\n\n".join(paras[:3]) + "\n\n## Part two\n\n" + "\n\n".join(paras[3:])
-        (folder / f"doc{i:05}.md").write_text(text, encoding="utf-8")
-        total += len(text.encode())
-    return total
+BENCH = Path(__file__).resolve().parent
+ROOT = BENCH.parent
+WORK = BENCH / "cache" / "runs"
+RAG_BIN = Path(sys.executable).parent / "rag"
+ANCHOR_PYTHON = BENCH / ".venv-anchors" / "bin" / "python"
+ANCHORS = ("llamaindex", "langchain")
+COLLECTION = "bench"
+LATENCY_MS_PER_INPUT, LATENCY_MS_PER_REQUEST = 20.0, 10.0  # a CPU-class embedder
+MULTIHOST_MS_PER_INPUT = 10.0
 
 
-CHILD = r"""
-import json, resource, sys, time
-from ingest.config import IndexSettings
-from ingest.indexer import index_folder
-settings = IndexSettings.resolve(host=sys.argv[1], db=sys.argv[2], embed_model=sys.argv[4])
-t = time.perf_counter()
-report = index_folder(sys.argv[3], settings)
-print(json.dumps({"seconds": time.perf_counter() - t, "chunks": report.chunks,
-                  "requests": report.embed_requests, "files": len(report.added) + len(report.updated),
-                  "unchanged": len(report.unchanged),
-                  "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
-"""
+@dataclass(frozen=True)
+class Sizes:
+    nfcorpus_docs: int | None  # None: all 3,633
+    pdf_pages: int
+    shared_pdfs: bool
+    synthetic_files: int
+    small_synthetic_files: int  # the "1k" end of the flat-memory target
+    anchors_on_synthetic: bool
+    floor_on_synthetic: bool
+    latency_docs: int  # NFCorpus documents for the latency and multi-host phases
+    timeout: float  # seconds, per process
 
 
-def index_in_child(url: str, db: Path, folder: Path, model: str = "nomic-embed-text") -> dict:
-    out = subprocess.run([sys.executable, "-c", CHILD, url, str(db), str(folder), model],
-                         capture_output=True, text=True, check=True, cwd=ROOT)
-    return json.loads(out.stdout.strip().splitlines()[-1])
+# At full size the synthetic corpus (about 300k chunks) runs rag alone: the floor and the anchors would
+# take 15-30 minutes each there, and no target compares rag with them on it.
+FULL = Sizes(None, 1000, True, 100_000, 1_000, False, False, 1000, 2400)
+QUICK = Sizes(300, 60, False, 2_000, 500, True, True, 200, 600)
 
 
-def bench_indexing(url: str, work: Path) -> list[dict]:
-    rows = []
-    for files in (100, 400, 1600):
-        folder = work / f"corpus{files}"
-        size = make_corpus(folder, files)
-        first = index_in_child(url, work / f"db{files}", folder)
-        second = index_in_child(url, work / f"db{files}", folder)
-        rows.append({"files": files, "mb": round(size / 1e6, 2), **{k: round(v, 2) for k, v in first.items()},
-                     "files_per_s": round(files / first["seconds"], 1),
-                     "chunks_per_s": round(first["chunks"] / first["seconds"], 1),
-                     "noop_seconds": round(second["seconds"], 2), "noop_requests": second["requests"]})
-        print(rows[-1], flush=True)
-    return rows
+# -- the tools' command lines ---------------------------------------------------------------------
+
+def index_argv(tool: str, folder: Path, db: Path, host: str) -> list[str]:
+    common = ["--db", str(db), "--collection", COLLECTION, "--host", host]
+    if tool == "rag":
+        return [str(RAG_BIN), "index", str(folder), *common, "--json"]
+    if tool == "floor":
+        return [sys.executable, str(BENCH / "floor.py"), "index", str(folder), *common]
+    return [str(ANCHOR_PYTHON), str(BENCH / "anchors" / f"{tool}_anchor.py"), "index", str(folder), *common]
 
 
-def bench_queries(url: str, work: Path) -> dict:
-    from rag import RAG
-
-    kb = RAG(db=work / "db400", host=url)
-    questions = ["how does the server batch embeddings?", "检索增强生成的上下文", "chroma cosine manifest",
-                 "what is the context token limit?"] * 10
-    kb.search(questions[0])  # warm up (opens Chroma, loads the HNSW index)
-    timings = []
-    for q in questions:
-        t = time.perf_counter()
-        kb.search(q, k=5)
-        timings.append(time.perf_counter() - t)
-    timings.sort()
-    return {"queries": len(timings), "p50_ms": round(1000 * timings[len(timings) // 2], 1),
-            "p95_ms": round(1000 * timings[int(len(timings) * 0.95)], 1)}
+def query_argv(tool: str, db: Path, host: str, questions: Path, mode: str = "") -> list[str]:
+    common = ["--db", str(db), "--collection", COLLECTION, "--host", host, "--queries", str(questions)]
+    if tool == "rag":
+        return [sys.executable, str(BENCH / "rag_query.py"), *common, "--mode", mode]
+    if tool == "floor":
+        return [sys.executable, str(BENCH / "floor.py"), "query", *common]
+    return [str(ANCHOR_PYTHON), str(BENCH / "anchors" / f"{tool}_anchor.py"), "query", *common]
 
 
-def bench_minilm() -> dict:
+# -- what is available in this checkout -----------------------------------------------------------
+
+def help_text(*command: str) -> str:
+    done = subprocess.run([str(RAG_BIN), *command, "--help"], capture_output=True, text=True, env=child_env())
+    return done.stdout
+
+
+def capabilities() -> dict[str, Any]:
+    """What rag and the bundled server support today, read from `--help` and the server's attributes."""
+    index_help, search_help = help_text("index"), help_text("search")
+    parallel = re.search(r"--parallel\b[^\n]*(?:\n\s+[^-\s][^\n]*)*", index_help)
+    default = re.search(r"default:?\s*(\d+)", parallel.group(0)) if parallel else None
+    return {
+        "parallel": bool(parallel),
+        "parallel_default": int(default.group(1)) if default else 2,
+        "multi_host": bool(re.search(r"comma|RAG_EMBED_HOSTS|several hosts", index_help, re.IGNORECASE)),
+        "chroma_server": "--chroma" in search_help,
+        "latency_faults": supports_fault("embed_ms_per_input") and supports_fault("embed_ms_per_request"),
+    }
+
+
+def anchors_available() -> dict[str, dict[str, Any]]:
+    """Each anchor's package versions, or why it cannot run."""
+    found: dict[str, dict[str, Any]] = {}
+    for tool in ANCHORS:
+        if not ANCHOR_PYTHON.exists():
+            found[tool] = {"error": "bench/.venv-anchors is missing: run `make bench-anchors` (needs PyPI)"}
+            continue
+        argv = [str(ANCHOR_PYTHON), str(BENCH / "anchors" / f"{tool}_anchor.py"), "versions"]
+        done = run(argv, child_env(), timeout=300)
+        found[tool] = {"versions": done.output.get("versions", {})} if done.ok else {"error": done.error}
+    return found
+
+
+# -- phases ---------------------------------------------------------------------------------------
+
+def query_phase(argv: list[str], server: CountingServer, sizes: Sizes) -> dict[str, Any]:
+    done = run(argv, child_env(), sizes.timeout, server)
+    latencies = done.output.get("latencies_ms", [])
+    row = done.to_dict()
+    row.update(queries=len(latencies), p50_ms=round(percentile(latencies, 0.5), 2),
+               p95_ms=round(percentile(latencies, 0.95), 2))
+    return row
+
+
+def ingest_row(done: Run) -> dict[str, Any]:
+    row = done.to_dict()
+    out = done.output
+    row["chunks"] = out.get("chunks", 0) if isinstance(out.get("chunks"), int) else 0
+    row["tool_seconds"] = out.get("seconds")
+    return row
+
+
+def bench_tool(tool: str, corpus: corpora.Corpus, questions: Path, server: CountingServer, sizes: Sizes,
+               phases: dict[str, Any], log: Any) -> None:
+    """First ingest, unchanged re-run, queries and (synthetic corpus) the 1%-edited re-run of one tool,
+    each phase into `phases` as soon as it is measured (`log` also saves the results so far)."""
+    db = WORK / f"{corpus.name}-{tool}"
+    shutil.rmtree(db, ignore_errors=True)
+    env = child_env()
+    for phase in ("first_ingest", "unchanged_rerun"):
+        done = run(index_argv(tool, corpus.folder, db, server.url), env, sizes.timeout, server)
+        phases[phase] = ingest_row(done)
+        log(f"{corpus.name} {tool} {phase}", phases[phase])
+        if not done.ok:
+            return
+    modes = ("dense", "hybrid") if tool == "rag" else ("",)
+    for mode in modes:
+        name = f"query_{mode}" if mode else "query"
+        phases[name] = query_phase(query_argv(tool, db, server.url, questions, mode), server, sizes)
+        log(f"{corpus.name} {tool} {name}", phases[name])
+    if corpus.name == "synthetic":
+        edited = corpora.edit_synthetic(corpus)
+        try:
+            done = run(index_argv(tool, corpus.folder, db, server.url), env, sizes.timeout, server)
+        finally:
+            corpora.restore_synthetic(corpus.folder, corpus.files)
+        phases["edited_rerun"] = {**ingest_row(done), "edited_files": edited}
+        log(f"{corpus.name} {tool} edited_rerun", phases["edited_rerun"])
+    if not (tool == "rag" and corpus.name == "nfcorpus"):  # kept for the Chroma-server comparison
+        shutil.rmtree(db, ignore_errors=True)
+
+
+def small_synthetic_rss(server: CountingServer, sizes: Sizes, log: Any) -> dict[str, Any]:
+    """rag's first ingest of a small synthetic folder: the low end of the flat-memory target."""
+    corpus = corpora.synthetic(sizes.small_synthetic_files)
+    db = WORK / "synthetic-small-rag"
+    shutil.rmtree(db, ignore_errors=True)
+    done = run(index_argv("rag", corpus.folder, db, server.url), child_env(), sizes.timeout, server)
+    shutil.rmtree(db, ignore_errors=True)
+    row = {"files": corpus.files, **ingest_row(done)}
+    log("synthetic-small rag first_ingest", row)
+    return row
+
+
+def chunk_texts(folder: Path, path: Path, limit: int = 2000) -> Path:
+    """Chunk-sized texts (about 1,600 characters) from a corpus, one per line, for `pure_embed.py`."""
+    pieces: list[str] = []
+    for file in sorted(folder.rglob("*.txt"))[:limit]:
+        text = " ".join(file.read_text(encoding="utf-8").split())
+        pieces.extend(text[i:i + 1600] for i in range(0, len(text), 1600))
+    path.write_text("\n".join(pieces), encoding="utf-8")
+    return path
+
+
+def latency_phase(caps: dict[str, Any], sizes: Sizes, log: Any) -> dict[str, Any]:
+    """With a slow embedder, ingest should take no longer than its embedding alone (target ≤ 1.1×)."""
+    missing = [name for name in ("parallel", "latency_faults") if not caps[name]]
+    if missing:
+        return {"status": "not yet available", "missing": missing}
+    corpus = corpora.nfcorpus(sizes.latency_docs)
+    server = start_server(embed_ms_per_input=LATENCY_MS_PER_INPUT, embed_ms_per_request=LATENCY_MS_PER_REQUEST)
+    try:
+        db = WORK / "latency-rag"
+        shutil.rmtree(db, ignore_errors=True)
+        done = run(index_argv("rag", corpus.folder, db, server.url), child_env(), sizes.timeout, server)
+        shutil.rmtree(db, ignore_errors=True)
+        if not done.ok or not done.embed_requests:
+            return {"status": "failed", "ingest": done.to_dict()}
+        batch = math.ceil(done.embed_inputs / done.embed_requests)
+        texts = chunk_texts(corpus.folder, WORK / "latency-texts.txt")
+        argv = [sys.executable, str(BENCH / "pure_embed.py"), "--host", server.url, "--inputs",
+                str(done.embed_inputs), "--batch", str(batch), "--parallel", str(caps["parallel_default"]),
+                "--texts", str(texts)]
+        pure = run(argv, child_env(), sizes.timeout)
+    finally:
+        server.stop()
+    ingest_seconds = done.output.get("seconds") or done.seconds
+    row = {"status": "measured", "corpus": corpus.note, "ms_per_input": LATENCY_MS_PER_INPUT,
+           "ms_per_request": LATENCY_MS_PER_REQUEST, "parallel": caps["parallel_default"], "batch": batch,
+           "ingest": done.to_dict(), "ingest_seconds": ingest_seconds, "pure_embed": pure.to_dict(),
+           "pure_embed_seconds": pure.output.get("seconds")}
+    log("latency", row)
+    return row
+
+
+def multihost_phase(caps: dict[str, Any], sizes: Sizes, log: Any) -> dict[str, Any]:
+    """Embedding throughput with two hosts that each take a fixed time per input, against one (≥ 1.8×)."""
+    missing = [name for name in ("multi_host", "latency_faults") if not caps[name]]
+    if missing:
+        return {"status": "not yet available", "missing": missing}
+    corpus = corpora.nfcorpus(sizes.latency_docs)
+    servers = [start_server(embed_ms_per_input=MULTIHOST_MS_PER_INPUT) for _ in range(2)]
+    rows = {}
+    try:
+        for label, hosts in (("one_host", servers[:1]), ("two_hosts", servers)):
+            db = WORK / f"multihost-{label}"
+            shutil.rmtree(db, ignore_errors=True)
+            before = sum(s.snapshot()["embed_inputs"] for s in hosts)
+            argv = [str(RAG_BIN), "index", str(corpus.folder), "--db", str(db), "--collection", COLLECTION, "--json"]
+            done = run(argv, child_env(OLLAMA_HOST=",".join(s.url for s in hosts)), sizes.timeout)
+            inputs = sum(s.snapshot()["embed_inputs"] for s in hosts) - before
+            shutil.rmtree(db, ignore_errors=True)
+            seconds = done.output.get("seconds") or done.seconds
+            rows[label] = {**done.to_dict(), "embed_inputs": inputs,
+                           "inputs_per_second": round(inputs / seconds, 1) if done.ok and seconds else None}
+    finally:
+        for server in servers:
+            server.stop()
+    one, two = rows["one_host"]["inputs_per_second"], rows["two_hosts"]["inputs_per_second"]
+    row = {"status": "measured", "corpus": corpus.note, "ms_per_input": MULTIHOST_MS_PER_INPUT, **rows,
+           "throughput_ratio": round(two / one, 2) if one and two else None}
+    log("multihost", row)
+    return row
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def chroma_server_phase(caps: dict[str, Any], nfcorpus: corpora.Corpus, questions: Path, server: CountingServer,
+                        sizes: Sizes, log: Any) -> dict[str, Any]:
+    """Hybrid search latency against `chroma run` compared with the embedded store (issue 10).
+
+    Needs `--chroma URL` in rag's CLI; the embedded side reuses the NFCorpus index of the main phases.
+    """
+    if not caps["chroma_server"]:
+        return {"status": "not yet available", "missing": ["chroma_server"]}
+    chroma_bin = Path(sys.executable).parent / "chroma"
+    port, data = free_port(), WORK / "chroma-server"
+    shutil.rmtree(data, ignore_errors=True)
+    proc = subprocess.Popen([str(chroma_bin), "run", "--path", str(data), "--host", "127.0.0.1", "--port", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=child_env())
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(120):
+            try:
+                urllib.request.urlopen(f"{url}/api/v2/heartbeat", timeout=1)
+                break
+            except OSError:
+                time.sleep(0.5)
+        db = WORK / "chroma-server-cache"
+        shutil.rmtree(db, ignore_errors=True)
+        argv = [*index_argv("rag", nfcorpus.folder, db, server.url), "--chroma", url]
+        indexed = run(argv, child_env(), sizes.timeout, server)
+        remote = query_phase([*query_argv("rag", db, server.url, questions, "hybrid"), "--chroma", url], server, sizes)
+        local = query_phase(query_argv("rag", WORK / "nfcorpus-rag", server.url, questions, "hybrid"), server, sizes)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    row = {"status": "measured", "index": indexed.to_dict(), "server": remote, "embedded": local,
+           "p50_ratio": round(remote["p50_ms"] / local["p50_ms"], 2) if local.get("p50_ms") else None}
+    log("chroma_server", row)
+    return row
+
+
+def bench_minilm() -> dict[str, Any]:
+    """The local engine's MiniLM throughput (kept from the earlier `make bench`)."""
+    import random
+
     try:
         from rag.server.local_engine import LocalEngine
     except Exception as exc:  # the local extra is optional
         return {"skipped": str(exc)}
     engine = LocalEngine()
-    texts = [" ".join(random.Random(i).choice(WORDS) for _ in range(100)) for i in range(96)]
+    texts = [" ".join(random.Random(i).choice(report.WORDS) for _ in range(100)) for i in range(96)]
     engine.embed("all-minilm", texts[:4])  # load
-    t = time.perf_counter()
+    start = time.perf_counter()
     engine.embed("all-minilm", texts)
-    seconds = time.perf_counter() - t
+    seconds = time.perf_counter() - start
     return {"passages": len(texts), "seconds": round(seconds, 2), "passages_per_s": round(len(texts) / seconds, 1)}
 
 
-def write(results: dict) -> None:
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "bench.json").write_text(json.dumps(results, indent=2))
-    lines = [f"# Benchmarks ({results['when']}, {results['machine']})", "",
-             "Indexing against the bundled server's hash engine (rag's own overhead), each run a fresh process.", "",
-             "| files | MB | chunks | embed requests | seconds | files/s | chunks/s | peak RSS MB | no-op re-run s | no-op requests |",
-             "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
-    for r in results["indexing"]:
-        lines.append(f"| {r['files']} | {r['mb']} | {r['chunks']} | {r['requests']} | {r['seconds']} | {r['files_per_s']} | "
-                     f"{r['chunks_per_s']} | {r['peak_rss_mb']} | {r['noop_seconds']} | {r['noop_requests']} |")
-    q = results["queries"]
-    lines += ["", f"Search (dense + BM25 hybrid, 400-file index): p50 {q['p50_ms']} ms, p95 {q['p95_ms']} ms over {q['queries']} queries.", ""]
-    m = results["minilm"]
-    lines.append(f"MiniLM (local engine, onnxruntime int8, 2 threads): {m}")
-    (RESULTS / "bench.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
-
+# -- main -----------------------------------------------------------------------------------------
 
 def main() -> None:
-    from rag.server import serve
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", default=os.environ.get("BENCH_QUICK", "") not in ("", "0"),
+                        help="small sizes (also BENCH_QUICK=1)")
+    parser.add_argument("--synthetic-files", type=int, default=None, help="override the synthetic corpus size")
+    parser.add_argument("--anchors-on-synthetic", action="store_true", default=None,
+                        help="also run LlamaIndex and LangChain on the synthetic corpus")
+    parser.add_argument("--engine", choices=ENGINES, default="instant",
+                        help="the bundled server's embedding engine: instant (digest vectors) or hash")
+    parser.add_argument("--out", default=str(BENCH / "results"), help="results folder")
+    args = parser.parse_args()
+    sizes = QUICK if args.quick else FULL
+    if args.synthetic_files:
+        sizes = Sizes(**{**asdict(sizes), "synthetic_files": args.synthetic_files})
+    if args.anchors_on_synthetic:
+        sizes = Sizes(**{**asdict(sizes), "anchors_on_synthetic": True})
+    tiktoken_cache()
+    WORK.mkdir(parents=True, exist_ok=True)
+    started = time.time()
 
-    with tempfile.TemporaryDirectory() as tmp, serve() as server:
-        work = Path(tmp)
-        results = {
-            "when": time.strftime("%Y-%m-%d"),
-            "machine": f"{platform.machine()}, {len(__import__('os').sched_getaffinity(0))} cores, Python {platform.python_version()}",
-            "indexing": bench_indexing(server.url, work),
-            "queries": bench_queries(server.url, work),
-            "minilm": bench_minilm(),
-        }
-    write(results)
+    out = Path(args.out)
+    results: dict[str, Any] = {}
+
+    def log(what: str, row: Any) -> None:
+        print(f"[{time.time() - started:7.1f} s] {what}: {json.dumps(row)[:400]}", flush=True)
+        if results:
+            results["seconds"] = round(time.time() - started, 1)
+            report.write(results, out)
+
+    caps = capabilities()
+    log("capabilities", caps)
+    anchors = anchors_available()
+    log("anchors", anchors)
+    results.update({
+        "when": time.strftime("%Y-%m-%d %H:%M"), "quick": args.quick, "sizes": asdict(sizes),
+        "machine": f"{platform.machine()}, {len(os.sched_getaffinity(0))} cores, Python {platform.python_version()}",
+        "rag_commit": subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                                     cwd=ROOT).stdout.strip(),
+        "capabilities": caps, "anchors": anchors, "corpora": {}, "engine": args.engine,
+    })
+    runnable_anchors = [name for name, info in anchors.items() if "error" not in info]
+    with start_server(args.engine) as server:
+        builders = (
+            lambda: corpora.nfcorpus(sizes.nfcorpus_docs),
+            lambda: corpora.pdfs(sizes.pdf_pages, sizes.shared_pdfs),
+            lambda: corpora.synthetic(sizes.synthetic_files),
+        )
+        nfcorpus_questions = None
+        nfcorpus = None
+        for build in builders:
+            corpus = build()
+            questions = WORK / f"{corpus.name}-queries.txt"
+            questions.write_text("\n".join(corpora.queries_for(corpus)), encoding="utf-8")
+            if corpus.name == "nfcorpus":
+                nfcorpus, nfcorpus_questions = corpus, questions
+            synthetic = corpus.name == "synthetic"
+            tools = ["rag"]
+            tools += ["floor"] if not synthetic or sizes.floor_on_synthetic else []
+            tools += runnable_anchors if not synthetic or sizes.anchors_on_synthetic else []
+            entry: dict[str, Any] = {"note": corpus.note, "files": corpus.files, "tools": {}}
+            if synthetic and len(tools) < 2 + len(runnable_anchors):
+                entry["others_skipped"] = ("at this size only rag runs on the synthetic corpus (time budget: the "
+                                           "floor and the anchors would take 15-30 minutes each); they run on "
+                                           "NFCorpus and the PDFs, and in `--quick` runs")
+            results["corpora"][corpus.name] = entry
+            for tool in tools:
+                entry["tools"][tool] = {}
+                bench_tool(tool, corpus, questions, server, sizes, entry["tools"][tool], log)
+        results["small_synthetic"] = small_synthetic_rss(server, sizes, log)
+        results["latency"] = latency_phase(caps, sizes, log)
+        results["multihost"] = multihost_phase(caps, sizes, log)
+        assert nfcorpus is not None and nfcorpus_questions is not None
+        results["chroma_server"] = chroma_server_phase(caps, nfcorpus, nfcorpus_questions, server, sizes, log)
+    shutil.rmtree(WORK / "nfcorpus-rag", ignore_errors=True)
+    results["minilm"] = {"skipped": "quick run"} if args.quick else bench_minilm()
+    results["seconds"] = round(time.time() - started, 1)
+    report.write(results, out)
+    print((out / "bench.md").read_text())
 
 
 if __name__ == "__main__":
