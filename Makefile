@@ -4,7 +4,8 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 # Python 3.10, the lowest supported version, in its own venv (see test-py310)
-PY310 ?= $(firstword $(wildcard $(shell pyenv prefix 3.10 2>/dev/null)/bin/python3.10) $(shell command -v python3.10))
+PY310 ?= $(firstword $(wildcard $(shell pyenv prefix 3.10 2>/dev/null)/bin/python3.10) \
+                    $(wildcard $(HOME)/.pyenv/versions/3.10*/bin/python3.10) $(shell command -v python3.10))
 VENV310 ?= .venv-py310
 STAMP310 := $(VENV310)/.installed-stamp
 
