@@ -80,7 +80,7 @@ class IndexSettings:
     def __post_init__(self) -> None:
         problem = collection_name_problem(self.collection)
         if problem:
-            raise ConfigError(f"{self.collection!r} is not a collection name Chroma accepts: {problem} — e.g. docs")
+            raise ConfigError(f"{self.collection!r} is not a collection name Chroma accepts: {problem}", fix="e.g. docs")
 
     @classmethod
     def resolve(
@@ -274,7 +274,7 @@ def _parse(owner: type, name: str, value: Any, source: str) -> Any:
         return _adapter(owner, name).validate_python(value)
     except pydantic.ValidationError as exc:
         reason = exc.errors()[0].get("msg", "invalid")
-        raise ConfigError(f"{source}={value!r} is not a valid {name} ({reason}) — fix or unset it") from None
+        raise ConfigError(f"{source}={value!r} is not a valid {name} ({reason})", fix="fix or unset it") from None
 
 
 def _resolve_fields(

@@ -102,7 +102,7 @@ class Embedder:
 
     def close(self) -> None:
         """Close the HTTP connection pool."""
-        self._client._client.close()
+        ollama_calls.close_client(self._client)
 
     def __enter__(self) -> Embedder:
         return self

@@ -1,6 +1,6 @@
 """The one exception tree of `rag` (``rag`` re-exports it).
 
-    RagError                      root; ``str(e)`` is one line that names the fix
+    RagError                      root; carries ``what`` and ``fix``; ``str(e)`` is the one line "what — fix"
     ├── ConfigError               a bad setting or argument
     ├── OllamaError               anything that went wrong talking to Ollama; carries ``host``
     │   ├── OllamaUnreachable     connection refused / DNS failure (plain *and* streamed calls)
@@ -26,7 +26,13 @@ from __future__ import annotations
 
 
 class RagError(Exception):
-    """Root of every error `rag` raises on purpose."""
+    """Root of every error `rag` raises on purpose: ``what`` went wrong and the ``fix`` (the next
+    thing to do), read as fields; ``str(e)`` joins them into one line, "what — fix"."""
+
+    def __init__(self, what: str, *, fix: str = "") -> None:
+        super().__init__(f"{what} — {fix}" if fix else what)
+        self.what = what
+        self.fix = fix
 
 
 class ConfigError(RagError):
@@ -40,8 +46,8 @@ class ConfigWarning(UserWarning):
 class OllamaError(RagError):
     """Talking to the Ollama server failed."""
 
-    def __init__(self, message: str, *, host: str = "") -> None:
-        super().__init__(message)
+    def __init__(self, message: str, *, host: str = "", fix: str = "") -> None:
+        super().__init__(message, fix=fix)
         self.host = host
 
 
@@ -53,24 +59,24 @@ class OllamaTimeout(OllamaError):
     """The server did not answer in time. ``phase`` says which timeout fired: a read timeout is not
     retried (the server may still be working on the request)."""
 
-    def __init__(self, message: str, *, host: str = "", phase: str = "read") -> None:
-        super().__init__(message, host=host)
+    def __init__(self, message: str, *, host: str = "", phase: str = "read", fix: str = "") -> None:
+        super().__init__(message, host=host, fix=fix)
         self.phase = phase
 
 
 class ModelNotFound(OllamaError):
     """The server does not have the model."""
 
-    def __init__(self, message: str, *, host: str = "", model: str = "") -> None:
-        super().__init__(message, host=host)
+    def __init__(self, message: str, *, host: str = "", model: str = "", fix: str = "") -> None:
+        super().__init__(message, host=host, fix=fix)
         self.model = model
 
 
 class ModelCapabilityError(OllamaError):
     """The model exists but cannot do what was asked (embed vs chat)."""
 
-    def __init__(self, message: str, *, host: str = "", model: str = "") -> None:
-        super().__init__(message, host=host)
+    def __init__(self, message: str, *, host: str = "", model: str = "", fix: str = "") -> None:
+        super().__init__(message, host=host, fix=fix)
         self.model = model
 
 
@@ -85,8 +91,8 @@ class StreamError(OllamaError):
 class OllamaResponseError(OllamaError):
     """Any other error status from the server."""
 
-    def __init__(self, message: str, *, host: str = "", status: int = 0) -> None:
-        super().__init__(message, host=host)
+    def __init__(self, message: str, *, host: str = "", status: int = 0, fix: str = "") -> None:
+        super().__init__(message, host=host, fix=fix)
         self.status = status
 
 
@@ -108,16 +114,18 @@ class LoadError(RagError):
     ``setting`` names the per-file budget the file went over (e.g. ``max_text_chars``), else "".
     """
 
-    def __init__(self, message: str, *, setting: str = "") -> None:
-        super().__init__(message)
+    def __init__(self, message: str, *, setting: str = "", fix: str = "") -> None:
+        super().__init__(message, fix=fix)
         self.setting = setting
 
 
 class IndexLocked(StoreError):
     """Another process holds the collection's writer lock (exit 5)."""
 
-    def __init__(self, message: str, *, collection: str = "", pid: int = 0, host: str = "", since: str = "") -> None:
-        super().__init__(message)
+    def __init__(
+        self, message: str, *, collection: str = "", pid: int = 0, host: str = "", since: str = "", fix: str = ""
+    ) -> None:
+        super().__init__(message, fix=fix)
         self.collection = collection
         self.pid = pid
         self.host = host

@@ -16,10 +16,12 @@ are kept here, by base URL, and only `make_client` / `make_http` read them.
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import os
 import random
 import time
+import weakref
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -87,7 +89,7 @@ def _seconds(var: str, default: float) -> float:
     except ValueError:
         value = -1.0
     if not value > 0:
-        raise ConfigError(f"{var}={raw!r} is not a number of seconds above 0 — fix or unset it")
+        raise ConfigError(f"{var}={raw!r} is not a number of seconds above 0", fix="fix or unset it")
     return value
 
 
@@ -120,7 +122,7 @@ def resolve_host(host: str | None = None) -> str:
 
 
 def _split_host(raw: str) -> tuple[str, str, str]:
-    # The SDK's rules (ollama._client._parse_host), restated here because that function is private.
+    # The SDK's host rules (its doctests), restated here because its own function is private.
     scheme, _, hostport = raw.strip().partition("://")
     port = DEFAULT_PORT
     if not hostport:
@@ -151,11 +153,61 @@ def _auth(url: str) -> httpx.BasicAuth | None:
     return httpx.BasicAuth(user, password) if (user or password) else None
 
 
+# SDKs before 0.6.2 have no `Client.close()`. For those, each client made here gets a transport of its
+# own, kept here, so that `close_client` can close the connection pool without the SDK's private parts.
+_SDK_CAN_CLOSE = hasattr(ollama.Client, "close") and hasattr(ollama.AsyncClient, "close")
+_transports: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
+
+
 def make_client(host: str | None = None, timeouts: Timeouts | None = None) -> ollama.Client:
     """An SDK client for ``host`` with finite timeouts (the SDK's default is none) and the host's
-    basic-auth credentials, if it has any."""
+    basic-auth credentials, if it has any. Close it with `close_client`."""
     url = resolve_host(host)
-    return ollama.Client(host=url, timeout=(timeouts or Timeouts.from_env()).to_httpx(), auth=_auth(url))
+    extra: dict[str, Any] = {} if _SDK_CAN_CLOSE else {"transport": httpx.HTTPTransport()}
+    client = ollama.Client(host=url, timeout=(timeouts or Timeouts.from_env()).to_httpx(), auth=_auth(url), **extra)
+    if extra:
+        _transports[client] = extra["transport"]
+    return client
+
+
+def close_client(client: ollama.Client) -> None:
+    """Close an SDK client's connection pool (with any SDK version from 0.6 on)."""
+    transport = _transports.pop(client, None)
+    if transport is not None:
+        transport.close()
+    elif _SDK_CAN_CLOSE:
+        client.close()
+
+
+@contextlib.contextmanager
+def open_client(host: str | None = None, timeouts: Timeouts | None = None) -> Iterator[ollama.Client]:
+    """`make_client` as a context manager (the SDK's own ``with`` needs 0.6.2)."""
+    client = make_client(host, timeouts)
+    try:
+        yield client
+    finally:
+        close_client(client)
+
+
+def make_async_client(host: str | None = None, timeouts: Timeouts | None = None) -> ollama.AsyncClient:
+    """`make_client` for asyncio: the same URL, finite timeouts and credentials. Close with `aclose_client`."""
+    url = resolve_host(host)
+    extra: dict[str, Any] = {} if _SDK_CAN_CLOSE else {"transport": httpx.AsyncHTTPTransport()}
+    client = ollama.AsyncClient(
+        host=url, timeout=(timeouts or Timeouts.from_env()).to_httpx(), auth=_auth(url), **extra
+    )
+    if extra:
+        _transports[client] = extra["transport"]
+    return client
+
+
+async def aclose_client(client: ollama.AsyncClient) -> None:
+    """Close an async SDK client's connection pool (with any SDK version from 0.6 on)."""
+    transport = _transports.pop(client, None)
+    if transport is not None:
+        await transport.aclose()
+    elif _SDK_CAN_CLOSE:
+        await client.close()
 
 
 def make_http(host: str | None = None, timeouts: Timeouts | None = None) -> httpx.Client:
@@ -183,69 +235,83 @@ def request(http: httpx.Client, method: str, path: str, **kwargs: Any) -> httpx.
     return response
 
 
+@contextlib.contextmanager
+def ollama_errors(host: str, model: str = "") -> Iterator[None]:
+    """Translate whatever the SDK, httpx or pydantic raise in the block into `ingest.errors` types
+    (the one translation point, used by `call` and `stream`; like httpx's `map_httpcore_exceptions`)."""
+    try:
+        yield
+    except SDK_ERRORS as exc:
+        raise map_error(exc, host, model) from None
+
+
+# What the SDK can raise: its ResponseError, the built-in ConnectionError of plain calls, any httpx
+# error (streamed calls and timeouts come through unwrapped), pydantic's for a malformed request.
+SDK_ERRORS = (ollama.ResponseError, ConnectionError, httpx.HTTPError, pydantic.ValidationError)
+
+
 def map_error(exc: BaseException, host: str, model: str = "", action: str = "") -> RagError:
     """Translate an SDK / httpx / pydantic exception into the project's error tree."""
     if isinstance(exc, RagError):
         return exc
     if isinstance(exc, httpx.TimeoutException):
-        phase = _TIMEOUT_PHASES.get(type(exc), "read")
         return OllamaTimeout(
-            f"Ollama at {host} did not answer in time ({type(exc).__name__}) — the model may still be "
-            "loading: retry, or raise the read timeout with RAG_READ_TIMEOUT=SECONDS",
+            f"Ollama at {host} did not answer in time ({type(exc).__name__})",
+            fix="the model may still be loading: retry, or raise the read timeout with RAG_READ_TIMEOUT=SECONDS",
             host=host,
-            phase=phase,
+            phase=_TIMEOUT_PHASES.get(type(exc), "read"),
         )
     if isinstance(exc, (ConnectionError, httpx.ConnectError, httpx.NetworkError)):
         return OllamaUnreachable(
-            f"Ollama is not reachable at {host} — start it (`ollama serve`) or set OLLAMA_HOST", host=host
+            f"Ollama is not reachable at {host}", fix="start it (`ollama serve`) or set OLLAMA_HOST", host=host
         )
     if isinstance(exc, ollama.ResponseError):
-        text = _error_text(exc.error)
-        status = exc.status_code
-        if status == -1:
-            return StreamError(
-                f"Ollama at {host} reported an error mid-stream: {text} — retry, or check the server log",
-                host=host,
-            )
-        if status == 404 and text.startswith("404 page not found"):
-            # the route itself is missing: an older Ollama (or not Ollama at all) answers
-            return OllamaResponseError(
-                f"Ollama at {host} has no such endpoint (404 page not found) — upgrade Ollama, "
-                "or check that OLLAMA_HOST points at an Ollama server",
-                host=host,
-                status=404,
-            )
-        if status == 404 and "not found" in text:
-            name = model or _quoted_name(text)
-            return ModelNotFound(
-                f"model {name} is not available on {host} — run `rag models pull {name}`",
-                host=host,
-                model=name,
-            )
-        if status == 400 and "does not support" in text:
-            name = model or _quoted_name(text)
-            what = text.rsplit("does not support", 1)[1].strip() or action or "this"
-            return ModelCapabilityError(
-                f"model {name} does not support {what} — pick a model that does "
-                f"(`rag models show {name}` lists its capabilities)",
-                host=host,
-                model=name,
-            )
-        if status in (401, 403):
-            return _auth_error(host, status)
-        if status == 503:
-            return ServerBusy(
-                f"Ollama at {host} is busy (503: {text}) — retry later, or raise OLLAMA_MAX_QUEUE on the server",
-                host=host,
-            )
-        return OllamaResponseError(
-            f"Ollama at {host} answered {status}: {text or 'no message'}", host=host, status=status
-        )
+        return _response_error(exc, host, model, action)
     if isinstance(exc, pydantic.ValidationError):
         return OllamaError(f"invalid request to Ollama at {host}: {exc.errors()[0].get('msg')}", host=host)
     if isinstance(exc, httpx.HTTPError):
-        return OllamaError(f"HTTP error talking to Ollama at {host}: {exc} — check OLLAMA_HOST", host=host)
+        return OllamaError(f"HTTP error talking to Ollama at {host}: {exc}", fix="check OLLAMA_HOST", host=host)
     raise exc
+
+
+def _response_error(exc: ollama.ResponseError, host: str, model: str, action: str) -> OllamaError:
+    text = _error_text(exc.error)
+    status = exc.status_code
+    if status == -1:
+        return StreamError(
+            f"Ollama at {host} reported an error mid-stream: {text}", fix="retry, or check the server log", host=host
+        )
+    if status == 404 and text.startswith("404 page not found"):
+        # the route itself is missing: an older Ollama (or not Ollama at all) answers
+        return OllamaResponseError(
+            f"Ollama at {host} has no such endpoint (404 page not found)",
+            fix="upgrade Ollama, or check that OLLAMA_HOST points at an Ollama server",
+            host=host,
+            status=404,
+        )
+    if status == 404 and "not found" in text:
+        name = model or _quoted_name(text)
+        return ModelNotFound(
+            f"model {name} is not available on {host}", fix=f"run `rag models pull {name}`", host=host, model=name
+        )
+    if status == 400 and "does not support" in text:
+        name = model or _quoted_name(text)
+        what = text.rsplit("does not support", 1)[1].strip() or action or "this"
+        return ModelCapabilityError(
+            f"model {name} does not support {what}",
+            fix=f"pick a model that does (`rag models show {name}` lists its capabilities)",
+            host=host,
+            model=name,
+        )
+    if status in (401, 403):
+        return _auth_error(host, status)
+    if status == 503:
+        return ServerBusy(
+            f"Ollama at {host} is busy (503: {text})",
+            fix="retry later, or raise OLLAMA_MAX_QUEUE on the server",
+            host=host,
+        )
+    return OllamaResponseError(f"Ollama at {host} answered {status}: {text or 'no message'}", host=host, status=status)
 
 
 _TIMEOUT_PHASES: dict[type, str] = {
@@ -271,7 +337,7 @@ def _auth_error(host: str, status: int) -> OllamaAuthError:
             "check the user in OLLAMA_HOST=https://USER:PASSWORD@HOST; if no proxy is in front, "
             "Ollama rejects the Host header: connect to it by a local name or IP"
         )
-    return OllamaAuthError(f"Ollama at {host} {what} ({status}) — {fix}", host=host, status=status)
+    return OllamaAuthError(f"Ollama at {host} {what} ({status})", fix=fix, host=host, status=status)
 
 
 def _error_text(error: object) -> str:
@@ -334,11 +400,11 @@ def call(
     attempt, started = 0, time.monotonic()
     while True:
         try:
-            return fn(*args, **kwargs)
-        except (ollama.ResponseError, ConnectionError, httpx.HTTPError, pydantic.ValidationError) as exc:
-            err = map_error(exc, host, model)
+            with ollama_errors(host, model):
+                return fn(*args, **kwargs)
+        except OllamaError as err:
             if not _wait_before_retry(err, attempt, retries, started, deadline, retry_read_timeouts):
-                raise err from None
+                raise
             attempt += 1
 
 
@@ -360,12 +426,12 @@ def stream(
     while True:
         is_started = False
         try:
-            for item in open_stream():
-                is_started = True
-                yield item
+            with ollama_errors(host, model):
+                for item in open_stream():
+                    is_started = True
+                    yield item
             return
-        except (ollama.ResponseError, ConnectionError, httpx.HTTPError, pydantic.ValidationError) as exc:
-            err = map_error(exc, host, model)
+        except OllamaError as err:
             if is_started or not _wait_before_retry(err, attempt, retries, started, deadline, retry_read_timeouts):
-                raise err from None
+                raise
             attempt += 1

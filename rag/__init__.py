@@ -3,7 +3,10 @@
 from typing import TYPE_CHECKING, Any
 
 from ingest.errors import (
+    CollectionNotFound,
     ConfigError,
+    ConfigWarning,
+    IndexLocked,
     IndexMismatch,
     LoadError,
     ModelCapabilityError,
@@ -16,6 +19,7 @@ from ingest.errors import (
     RagError,
     ServerBusy,
     StoreError,
+    StoreUnreachable,
     StreamError,
 )
 from ingest.records import Chunk, IndexReport, Skip
@@ -42,8 +46,11 @@ __all__ = [
     "Answer",
     "Chunk",
     "Citation",
+    "CollectionNotFound",
     "ConfigError",
+    "ConfigWarning",
     "Hit",
+    "IndexLocked",
     "IndexMismatch",
     "IndexReport",
     "IndexStatus",
@@ -60,5 +67,6 @@ __all__ = [
     "ServerBusy",
     "Skip",
     "StoreError",
+    "StoreUnreachable",
     "StreamError",
 ]

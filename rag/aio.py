@@ -47,7 +47,7 @@ import pydantic
 
 from ingest.errors import OllamaError, OllamaUnreachable, ServerBusy
 from ingest.indexer import ProgressFn, index_folder
-from ingest.ollama_calls import DEFAULT_RETRIES, RETRY_BASE_DELAY, map_error, resolve_host
+from ingest.ollama_calls import DEFAULT_RETRIES, RETRY_BASE_DELAY, aclose_client, make_async_client, map_error
 from ingest.records import IndexReport
 from rag.answer import AnswerPlan, answer_timings, finish_answer, no_answer_text, plan_answer, search_fused
 from rag.api import RAG, IndexStatus
@@ -159,7 +159,7 @@ class AsyncRAG:
         client = self._clients.get(loop)
         if client is None:
             settings = self.sync.index_settings
-            client = ollama.AsyncClient(host=resolve_host(settings.host), timeout=settings.timeouts.to_httpx())
+            client = make_async_client(settings.host, settings.timeouts)  # with OLLAMA_HOST's credentials
             self._clients[loop] = client
         return client
 
@@ -168,7 +168,7 @@ class AsyncRAG:
         loop = asyncio.get_running_loop()
         client = self._clients.pop(loop, None)
         if client is not None:
-            await client._client.aclose()
+            await aclose_client(client)
         self._clients.clear()  # clients of loops that are gone cannot be closed from here
         self._replace_generation()
         self.sync.close()

@@ -19,6 +19,7 @@ from ingest.ollama_calls import (
     DEFAULT_RETRIES,
     Timeouts,
     call,
+    close_client,
     make_client,
     make_http,
     request,
@@ -78,7 +79,7 @@ class OllamaClient:
 
     def close(self) -> None:
         """Close the HTTP connection pools."""
-        self._sdk.close()
+        close_client(self._sdk)
         self._http.close()
 
     def __enter__(self) -> OllamaClient:
@@ -115,7 +116,8 @@ class OllamaClient:
             data = response.json()
         except ValueError:
             raise OllamaError(
-                f"the server at {self.host} sent a reply that is not JSON — is OLLAMA_HOST an Ollama server?",
+                f"the server at {self.host} sent a reply that is not JSON",
+                fix="is OLLAMA_HOST an Ollama server?",
                 host=self.host,
             ) from None
         return data if isinstance(data, dict) else {}
@@ -129,7 +131,8 @@ class OllamaClient:
         latency_ms = (time.perf_counter() - start) * 1000
         if "Ollama is running" not in response.text:
             raise OllamaError(
-                f"the server at {self.host} answered but is not Ollama — check OLLAMA_HOST / --host",
+                f"the server at {self.host} answered but is not Ollama",
+                fix="check OLLAMA_HOST / --host",
                 host=self.host,
             )
         version = str(self._json(self._raw("GET", "/api/version")).get("version", ""))
@@ -382,13 +385,11 @@ def check_capability(details: ModelDetails, capability: str, host: str) -> None:
         what = (
             "is an embedding model" if details.is_embedder else f"has no chat capability ({', '.join(caps)})"
         )
-        message = f"model {name} {what} and cannot chat — use e.g. --model {SUGGESTED_CHAT_MODEL}"
+        message, fix = f"model {name} {what} and cannot chat", f"use e.g. --model {SUGGESTED_CHAT_MODEL}"
     else:
-        message = (
-            f"model {name} is not an embedding model ({', '.join(caps)}) — "
-            f"use e.g. --embed-model {SUGGESTED_EMBED_MODEL}"
-        )
-    raise ModelCapabilityError(message, host=host, model=name)
+        message = f"model {name} is not an embedding model ({', '.join(caps)})"
+        fix = f"use e.g. --embed-model {SUGGESTED_EMBED_MODEL}"
+    raise ModelCapabilityError(message, fix=fix, host=host, model=name)
 
 
 def _require(model: str) -> None:

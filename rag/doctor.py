@@ -9,7 +9,7 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from ingest.embedder import default_prefixes
-from ingest.errors import RagError, StoreError
+from ingest.errors import CollectionNotFound, RagError, StoreError
 from rag.client import OllamaClient, check_capability
 from rag.config import Settings
 from rag.models_types import Health, ModelDetails, RunningModel
@@ -128,10 +128,8 @@ def read_fingerprint(db: Path, collection: str) -> dict[str, Any] | None:
         return None
     try:
         return Store.open(Path(db), collection).fingerprint()
-    except StoreError as err:
-        if str(err).startswith("no "):  # "no index at ..." / "no collection ..."
-            return None
-        raise
+    except CollectionNotFound:
+        return None
 
 
 def check_index_model(
@@ -283,9 +281,8 @@ def check_language(
 
 
 def _split(err: RagError) -> tuple[str, str]:
-    # Messages read "what went wrong — what to do": the table shows the two parts in their columns.
-    detail, _, fix = str(err).partition(" — ")
-    return detail, fix
+    # The table shows what went wrong and what to do in their own columns.
+    return err.what, err.fix
 
 
 def _is_loopback(hostname: str) -> bool:

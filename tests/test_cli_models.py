@@ -137,7 +137,7 @@ def test_models_copy_then_delete(ollama_server: OllamaServer) -> None:
 def test_models_ps(ollama_server_factory: Callable[..., OllamaServer]) -> None:
     srv = ollama_server_factory()
     assert rag("models", "ps", "--host", srv.url).stderr == "no model is loaded right now\n"
-    with ollama_calls.make_client(srv.url) as sdk:
+    with ollama_calls.open_client(srv.url) as sdk:
         sdk.embed(model="all-minilm", input=["x"])
     row = rag("models", "ps", "--host", srv.url).stdout.splitlines()[1]
     assert row.startswith("all-minilm:latest") and "100% CPU" in row and "in 5 minutes" in row
@@ -274,7 +274,7 @@ def test_doctor_healthy_with_an_index(
 ) -> None:
     srv = ollama_server_factory(gpu=True)
     db = _fingerprint(tmp_path, "nomic-embed-text:latest", 768, ("search_document: ", "search_query: "))
-    with ollama_calls.make_client(srv.url) as sdk:
+    with ollama_calls.open_client(srv.url) as sdk:
         sdk.chat(model="qwen2.5:7b", messages=[{"role": "user", "content": "hi"}])
     result = rag("doctor", "--host", srv.url, "--db", str(db), "--json")
     assert result.exit_code == 0, result.output

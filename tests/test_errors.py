@@ -232,3 +232,85 @@ def test_all_is_honest(module: str) -> None:
     }
     if exported:
         assert public <= exported, f"{module} does not export {sorted(public - exported)}"
+
+
+# -- errors carry fields, not text to parse --------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("make", "kind", "text"), [case[1:] for case in SDK_EXCEPTIONS], ids=[case[0] for case in SDK_EXCEPTIONS]
+)
+def test_every_mapped_error_carries_what_and_fix(make: Callable[[], BaseException], kind: type, text: str) -> None:
+    err = map_error(make(), HOST)
+    assert err.what and err.host == HOST
+    assert str(err) == (f"{err.what} — {err.fix}" if err.fix else err.what)
+    assert " — " not in err.what  # the fix is a field, never glued into the first part
+
+
+def test_rag_error_fields_survive_pickling() -> None:
+    import pickle
+
+    err = ModelNotFound("model 水 is not available on h", fix="run `rag models pull 水`", host="h", model="水")
+    again = pickle.loads(pickle.dumps(err))
+    assert (again.what, again.fix, again.model, str(again)) == (err.what, err.fix, "水", str(err))
+    assert str(RagError("plain")) == "plain" and RagError("plain").fix == ""
+
+
+def test_one_context_manager_translates_at_the_seam() -> None:
+    with pytest.raises(OllamaTimeout) as caught, ollama_calls.ollama_errors(HOST, "m"):
+        raise httpx.ReadTimeout("slow", request=REQUEST)
+    assert caught.value.phase == "read" and "RAG_READ_TIMEOUT" in caught.value.fix
+    with pytest.raises(ModelNotFound) as missing, ollama_calls.ollama_errors(HOST, "qwen3"):
+        raise ollama.ResponseError("model 'qwen3' not found", 404)
+    assert missing.value.model == "qwen3" and missing.value.fix == "run `rag models pull qwen3`"
+    with pytest.raises(KeyError), ollama_calls.ollama_errors(HOST):
+        raise KeyError("not the SDK's: passes through")
+
+
+def test_doctor_reads_what_and_fix_from_the_error() -> None:
+    from rag.client import OllamaClient
+    from rag.doctor import check_server
+
+    host = f"http://127.0.0.1:{_free_port()}"
+    with OllamaClient(host, retries=0) as client:
+        check, health = check_server(client)
+    assert health is None
+    assert (check.status, check.detail, check.fix) == (
+        "fail", f"Ollama is not reachable at {host}", "start it (`ollama serve`) or set OLLAMA_HOST"
+    )
+
+
+def test_doctor_tells_a_missing_collection_by_its_type(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from ingest import store as store_module
+    from ingest.errors import CollectionNotFound, StoreError
+    from rag.doctor import read_fingerprint
+
+    tmp_path.joinpath("db").mkdir()
+
+    def missing(*args: object, **kwargs: object) -> None:
+        raise CollectionNotFound("the message does not matter", fix="run `rag index PATH`")
+
+    monkeypatch.setattr(store_module.Store, "open", classmethod(missing))
+    assert read_fingerprint(tmp_path / "db", "docs") is None
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise StoreError("no such luck: the store is corrupt")  # starts with "no ", yet not a missing index
+
+    monkeypatch.setattr(store_module.Store, "open", classmethod(broken))
+    with pytest.raises(StoreError, match="corrupt"):
+        read_fingerprint(tmp_path / "db", "docs")
+
+
+PRIVATE_SDK = ("_parse_host", "_request_raw", "._client._client", "ollama._client", "from ollama._", "_sdk._client")
+
+
+def test_no_sdk_private_parts_in_the_code() -> None:
+    """Only public `ollama` names are used, so any 0.x SDK from 0.6 on fits (pyproject: ollama>=0.6,<1)."""
+    root = Path(ingest.__file__).parent.parent
+    offenders = [
+        f"{path.relative_to(root)}: {name}"
+        for path in sorted([*(root / "rag").rglob("*.py"), *(root / "ingest").rglob("*.py")])
+        for name in PRIVATE_SDK
+        if name in path.read_text(encoding="utf-8")
+    ]
+    assert offenders == []

@@ -70,7 +70,7 @@ def test_a_read_timeout_is_retried_only_when_asked(ollama_server_factory) -> Non
     with pytest.raises(OllamaTimeout):
         call(sdk.list, host=server.url, retries=2, retry_read_timeouts=True)
     assert _requests_after(server, 1.5) == 3
-    sdk.close()
+    ollama_calls.close_client(sdk)
 
 
 def test_5xx_and_503_are_still_retried(ollama_server_factory) -> None:
