@@ -204,7 +204,7 @@ class Settings:
 # -- names, variables and parsing --------------------------------------------------------------------
 
 # RAG_* variables the project reads that are not settings (the bundled server's token, bench, tests).
-OTHER_VARIABLES = frozenset({"RAG_SERVE_TOKEN", "RAG_BIN", "RAG_SHARED_DIR", "RAG_TEST_CRASH_AT"})
+OTHER_VARIABLES = frozenset({"RAG_SERVE_TOKEN", "RAG_BIN", "RAG_BENCH_HNSW", "RAG_SHARED_DIR", "RAG_TEST_CRASH_AT"})
 TIMEOUT_VARIABLES = {"RAG_CONNECT_TIMEOUT": "connect", "RAG_READ_TIMEOUT": "read",
                      "RAG_RETRY_DEADLINE": "retry_deadline"}
 _NOT_FROM_ENVIRONMENT = frozenset({"host", "timeouts", "index"})
