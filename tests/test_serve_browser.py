@@ -159,7 +159,7 @@ def ask(page: Page, question: str) -> Any:
 
 
 def citations(answer: Any) -> list[dict[str, str]]:
-    """The sources panel of an answer: number, file link text, link URL, page text."""
+    """The sources panel of an answer, as shown: number, file, link URL, page, score, heading, snippet."""
     return answer.locator(".source").evaluate_all(
         """items => items.map(item => ({
              n: item.querySelector('.source-n').textContent,
@@ -167,8 +167,16 @@ def citations(answer: Any) -> list[dict[str, str]]:
              href: item.querySelector('a.cite').href,
              page: item.querySelector('.source-page')?.textContent || '',
              score: item.querySelector('.source-score')?.textContent || '',
+             heading: item.querySelector('.source-heading')?.textContent || '',
              snippet: item.querySelector('.source-snippet').textContent}))"""
     )
+
+
+def api_answer(page: Page, question: str) -> dict[str, Any]:
+    """The same question asked of `POST /api/ask` as JSON (what `rag ask --json` prints)."""
+    return page.evaluate("""q => fetch('api/ask', {method: 'POST', headers: {'Content-Type': 'application/json'},
+                                                  body: JSON.stringify({question: q})}).then(r => r.json())""",
+                         question)
 
 
 # -- asking ----------------------------------------------------------------------------------------
@@ -193,6 +201,14 @@ def test_english_question_streams_an_answer_with_citations(page: Page) -> None:
     assert markers and {f"[{n}]" for n, _ in markers} <= {s["n"] for s in sources}
     by_number = {s["n"]: s["href"] for s in sources}
     assert all(href == by_number[f"[{n}]"] and re.search(r"#page=\d+$", href) for n, href in markers)
+
+    # The page shows what the API answers: the text, and each citation's file, page, heading, snippet, score.
+    expected = api_answer(page, EN_QUESTION)
+    assert text == expected["answer"]
+    assert sources == [{"n": f"[{c['n']}]", "file": c["source"], "href": by_number[f"[{c['n']}]"],
+                        "page": f"page {c['page']}" if c["page"] else "",
+                        "score": f"score {expected['contexts'][c['n'] - 1]['score']:.3f}",
+                        "heading": c["heading"], "snippet": c["snippet"]} for c in expected["citations"]]
 
 
 def test_chinese_question_on_a_chinese_page(browser: Browser, site: RunningServer) -> None:
