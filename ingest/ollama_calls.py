@@ -149,6 +149,8 @@ def _split_host(raw: str) -> tuple[str, str, str]:
 
 
 def _auth(url: str) -> httpx.BasicAuth | None:
+    if url not in _credentials:  # e.g. a worker process given the resolved URL: OLLAMA_HOST may hold them
+        resolve_host(os.environ.get("OLLAMA_HOST"))
     user, password = _credentials.get(url, ("", ""))
     return httpx.BasicAuth(user, password) if (user or password) else None
 

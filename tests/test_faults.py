@@ -138,6 +138,16 @@ def test_ollama_host_with_credentials_sends_basic_auth(
     assert set(seen.values()) == {_basic(USER, "p@ss:wörd")}
 
 
+def test_a_fresh_process_finds_the_credentials_from_ollama_host(
+    ollama_server: OllamaServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OLLAMA_HOST", with_credentials(ollama_server.url))
+    ollama_calls._credentials.clear()  # as in a worker process that was handed the resolved URL only
+    with OllamaClient(ollama_server.url) as client:
+        client.models()
+    assert ollama_server.requests[0].headers.get("authorization") == _basic(USER, SECRET)
+
+
 def test_a_host_without_credentials_sends_none(ollama_server: OllamaServer) -> None:
     with OllamaClient(ollama_server.url) as client:
         client.models()
