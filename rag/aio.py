@@ -45,7 +45,7 @@ import httpx
 import ollama
 import pydantic
 
-from ingest.errors import OllamaError, OllamaUnreachable, ServerBusy
+from ingest.errors import OllamaError, OllamaUnreachable, RagError, ServerBusy
 from ingest.indexer import ProgressFn, index_folder
 from ingest.ollama_calls import DEFAULT_RETRIES, RETRY_BASE_DELAY, aclose_client, make_async_client, map_error
 from ingest.records import IndexReport
@@ -62,6 +62,12 @@ __all__ = ["AsyncAnswerStream", "AsyncChat", "AsyncRAG"]
 
 # Worker threads for retrieval and index runs: enough that many concurrent questions each get one.
 WORKER_THREADS = 32
+
+# chromadb keeps one shared "system" per store path and process, stopped when its last client closes;
+# a client opened on another thread meanwhile fails (KeyError on the path). So clients are opened and
+# closed under this lock, and an opened index is kept while the object lives, which keeps the system up
+# while status calls and index runs open and close their own clients.
+_CHROMA_LOCK = threading.RLock()
 
 
 class _Generation:
@@ -91,7 +97,6 @@ class AsyncRAG:
             db=db, collection=collection, host=host, embed_model=embed_model, chat_model=chat_model, **options
         )
         self._lock = threading.Lock()  # guards the current generation and its users
-        self._open_lock = threading.Lock()  # the index is opened once, not once per racing thread
         self._current = _Generation(RAG(**self._args))
         self._own_executor = executor is None
         self._executor = executor or concurrent.futures.ThreadPoolExecutor(WORKER_THREADS, "rag-aio")
@@ -136,22 +141,33 @@ class AsyncRAG:
                 gen.users -= 1
                 close = gen.retired and gen.users == 0
             if close:
-                gen.kb.close()
+                await self._in_thread(self._release, gen)
 
     def _locked_call(self, gen: _Generation, fn: Callable[[RAG], T]) -> T:
-        with self._open_lock:
+        with _CHROMA_LOCK:
             gen.kb.retriever()
         return fn(gen.kb)
 
     def _replace_generation(self) -> None:
-        """Reads after an index run open the index afresh (a rebuild replaces the collection)."""
-        with self._lock:
-            old = self._current
-            old.retired = True
-            self._current = _Generation(RAG(**self._args))
-            close = old.users == 0
-        if close:
-            old.kb.close()
+        """Reads after an index run open the index afresh (a rebuild replaces the collection); the new
+        handles are opened before the old ones close. Runs in a worker thread."""
+        fresh = RAG(**self._args)
+        with _CHROMA_LOCK:
+            try:
+                fresh.retriever()
+            except RagError:  # no index (yet, or any more): the next read says why
+                pass
+            with self._lock:
+                old = self._current
+                old.retired = True
+                self._current = _Generation(fresh)
+                close = old.users == 0
+            if close:
+                old.kb.close()
+
+    def _release(self, gen: _Generation) -> None:
+        with _CHROMA_LOCK:
+            gen.kb.close()
 
     def _client(self) -> ollama.AsyncClient:
         # An httpx.AsyncClient belongs to the event loop it was first used on.
@@ -170,8 +186,7 @@ class AsyncRAG:
         if client is not None:
             await aclose_client(client)
         self._clients.clear()  # clients of loops that are gone cannot be closed from here
-        self._replace_generation()
-        self.sync.close()
+        self._release(self._current)
         if self._own_executor:
             self._executor.shutdown(wait=False)
 
@@ -185,7 +200,15 @@ class AsyncRAG:
 
     async def status(self) -> IndexStatus:
         """Files, chunks, fingerprint (as `RAG.status`)."""
-        return await self._in_thread(lambda: self.sync.status())
+        def status() -> IndexStatus:
+            with _CHROMA_LOCK:
+                try:
+                    self.sync.retriever()  # keeps a client open (see _CHROMA_LOCK)
+                except RagError:
+                    pass  # status() itself says what is missing
+                return self.sync.status()
+
+        return await self._in_thread(status)
 
     async def index(
         self, folder: str | os.PathLike[str], *, rebuild: bool = False, progress: ProgressFn | None = None,
@@ -197,7 +220,7 @@ class AsyncRAG:
         try:
             return await self._in_thread(index_folder, Path(folder), settings, rebuild=rebuild, progress=progress)
         finally:
-            self._replace_generation()
+            await self._in_thread(self._replace_generation)
 
     # -- the read path --------------------------------------------------------------------------
 

@@ -200,11 +200,15 @@ def test_a_second_sync_while_one_runs_is_409(tmp_path: Path) -> None:
         def first_sync() -> None:
             with httpx.stream("POST", srv.url + "api/index", json={}, headers={"Accept": "text/event-stream"},
                               timeout=120) as response:
+                if response.status_code != 200:
+                    result.append(("http", (response.status_code, response.read())))
                 result.extend(events(response))
 
         thread = threading.Thread(target=first_sync)
         thread.start()
-        wait_until(lambda: httpx.get(srv.url + "api/status", timeout=60).json()["syncing"], "the sync started")
+        wait_until(lambda: httpx.get(srv.url + "api/status", timeout=60).json()["syncing"] or not thread.is_alive(),
+                   "the sync started")
+        assert thread.is_alive(), result
         second = httpx.post(srv.url + "api/index", json={}, timeout=60)
         ollama.gate.set()
         thread.join(120)

@@ -37,6 +37,7 @@ SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 FILE_HEADERS = {"X-Content-Type-Options": "nosniff", "Cache-Control": "no-store"}
 SANDBOX = "sandbox; default-src 'none'; img-src data:; style-src 'unsafe-inline'"
 MAX_K = 100
+LOCK_GRACE = 1.0  # seconds past the writer lock's wait before a sync's stream starts without a report
 ROLES = ("user", "assistant")
 
 class BadRequest(Exception):
@@ -225,13 +226,18 @@ async def index(request: Request) -> Response:
     state.syncing = kb.collection
     run = SyncRun(kb.collection)
     same = settings_of(indexed.fingerprint)
-    task = asyncio.create_task(run.follow(kb.index(root, rebuild=rebuild, progress=run.report, **same)))
-    task.add_done_callback(lambda _: setattr(state, "syncing", None))
-    first = await run.next_event()  # the writer lock is taken before the first progress report
-    if first[0] == "error":
+    state.sync_task = asyncio.create_task(run.follow(kb.index(root, rebuild=rebuild, progress=run.report, **same)))
+    state.sync_task.add_done_callback(lambda _: setattr(state, "syncing", None))
+    # The writer lock is taken (or refused, after lock_wait) before the first progress report: waiting
+    # that long for it lets a lock held elsewhere be a 409 rather than an event in a 200 stream.
+    try:
+        first = await asyncio.wait_for(run.next_event(), kb.sync.index_settings.lock_wait + LOCK_GRACE)
+    except asyncio.TimeoutError:
+        first = None
+    if first is not None and first[0] == "error":
         return JSONResponse(first[1], status_code=first[1]["status"])
     if not wants_events(request):
-        event = first
+        event = first or await run.next_event()
         while event[0] == "progress":
             event = await run.next_event()
         return JSONResponse(event[1], status_code=200 if event[0] == "done" else event[1]["status"])
@@ -277,8 +283,10 @@ class SyncRun:
     async def next_event(self) -> tuple[str, dict[str, Any]]:
         return await self._queue.get()
 
-    async def events(self, first: tuple[str, dict[str, Any]]) -> AsyncIterator[str]:
-        event = first
+    async def events(self, first: tuple[str, dict[str, Any]] | None) -> AsyncIterator[str]:
+        if first is None:
+            yield ": syncing\n\n"  # a comment: the stream is open, the first report is still to come
+        event = first or await self.next_event()
         while True:
             yield sse(*event)
             if event[0] != "progress":

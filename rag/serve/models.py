@@ -151,9 +151,14 @@ async def tags(request: Request) -> Response:
 
 
 async def version(request: Request) -> Response:
+    """GET /api/version: rag's own version (clients such as Open WebUI show it)."""
+    from importlib.metadata import PackageNotFoundError
     from importlib.metadata import version as package_version
 
-    return JSONResponse({"version": package_version("rag")})
+    try:
+        return JSONResponse({"version": package_version("rag")})
+    except PackageNotFoundError:  # run from a source tree that is not installed
+        return JSONResponse({"version": "0.0.0"})
 
 
 async def ps(request: Request) -> Response:

@@ -25,7 +25,9 @@ def url_for(host: str, port: int) -> str:
 def bind(host: str, port: int) -> socket.socket:
     """A listening socket (port 0 picks a free one); OSError when the address is taken or invalid."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    # proto IPPROTO_TCP, not 0: asyncio turns Nagle off (TCP_NODELAY) only for sockets that say TCP, and
+    # with Nagle on, every small SSE event waits ~40 ms for the client's delayed ACK.
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host, port))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +38,7 @@ class ServeState:
         self.state_dir: Path = cache_dir(settings)  # where each collection's state file lives
         self.default_collection = settings.collection
         self.syncing: str | None = None  # the collection being synced, while a sync runs
+        self.sync_task: asyncio.Task[None] | None = None  # held here: the loop keeps only weak references
         self._executor = concurrent.futures.ThreadPoolExecutor(WORKER_THREADS, "rag-serve")
         self._kbs: dict[str, AsyncRAG] = {}
 
