@@ -169,11 +169,15 @@ class _Walk:
             problem = self._link_problem(entry)
             if problem:
                 return Skip(source_name(rel), problem)
+            if is_dir:
+                # Its target is inside the root, so the walk reaches it under its own name: a file
+                # keeps one source name whichever way the links sort (and a link loop ends here).
+                return None
         if is_dir:
             st = entry.stat()
             key = (st.st_dev, st.st_ino)
             if key in self.seen_dirs:
-                return None  # a loop, or a second way into a folder already walked
+                return None  # a bind mount of a folder already walked
             self.seen_dirs.add(key)
             return self._open(rel)
         return self._file(rel, entry)
