@@ -221,6 +221,7 @@ class Indexer:
         finally:
             self.embedder.close()
             self.state.close()
+            self.store.close()
 
     # -- the run -------------------------------------------------------------------------------
 
@@ -272,17 +273,16 @@ class Indexer:
     def _check_root(self) -> None:
         if not self.root.is_dir():
             raise ConfigError(f"{self.root} is not a folder — pass the folder of documents to index")
-        stored = self.store.root()
-        mine = root_label(self.root)
-        host = mine.split(":", 1)[0]
-        # On a shared server another machine indexes its own copy of the folder; on this machine,
-        # another folder into the same collection would mix two document sets.
-        if stored and stored != mine and stored.split(":", 1)[0] == host and self.store.count() > 0:
+        # This client's last folder (its state file). On a shared Chroma server another machine,
+        # with its own state cache, indexes its own copy of the folder; but one client switching
+        # folders would silently replace one document set with another.
+        previous = self.state.get_meta("root")
+        if previous and previous != str(self.root) and self.state.chunk_count() > 0:
             raise IndexMismatch(
-                f"collection '{self.settings.collection}' in {self.store.where} indexes {stored.split(':', 1)[1]}, "
+                f"collection '{self.settings.collection}' in {self.store.where} indexes {previous}, "
                 f"not {self.root} — use another --collection, or --rebuild to replace it"
             )
-        self.store.set_root(mine)
+        self.store.set_root(root_label(self.root))
 
     def _sync_state_with_store(self) -> None:
         """Bring the state file in line with the store before trusting it.

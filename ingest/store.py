@@ -128,6 +128,21 @@ class Store:
         self._client = client
         self._col = chroma_collection
 
+    def close(self) -> None:
+        """Release the client: the HTTP connections of a server client, the embedded system when no
+        other handle in this process uses it."""
+        try:
+            if self.url:
+                # chromadb's HttpClient (and the admin client inside it) each keep an httpx pool that
+                # its close() leaves open; HTTP clients are never shared, so close them here.
+                for client in (self._client, getattr(self._client, "_admin_client", None)):
+                    session = getattr(getattr(client, "_server", None), "_session", None)
+                    if session is not None:
+                        session.close()
+            self._client.close()
+        except Exception:  # noqa: BLE001 - closing twice, or a client of another chromadb version
+            pass
+
     @property
     def where(self) -> str:
         """Where the collection lives, for messages."""

@@ -120,6 +120,7 @@ class RAG:
             )
         finally:
             state.close()
+            store.close()
 
     def verify(self, *, reachability: bool = True, repair: bool = False) -> VerifyReport:
         """Prove the index is whole: store, file records and lexical index agree, and dense search
@@ -134,6 +135,7 @@ class RAG:
             return report
         finally:
             state.close()
+            store.close()
 
     # -- the read path: rag.retrieve / rag.answer / rag.chat ------------------------------------
 

@@ -21,6 +21,7 @@ from ingest.errors import (
     OllamaUnreachable,
     RagError,
     StoreError,
+    StoreUnreachable,
 )
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -28,7 +29,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 # Exit statuses a script can branch on (documented in the README).
 EXIT_ERROR = 1  # any other RagError
 EXIT_USAGE = 2  # click's own usage errors, and ConfigError
-EXIT_UNREACHABLE = 3  # Ollama not reachable / timed out
+EXIT_UNREACHABLE = 3  # Ollama (or the Chroma server) not reachable / timed out
 EXIT_MODEL = 4  # model missing or lacks the capability
 EXIT_INDEX = 5  # index mismatch or store failure
 
@@ -36,6 +37,7 @@ _EXIT_BY_TYPE: list[tuple[type[RagError], int]] = [
     (ConfigError, EXIT_USAGE),
     (OllamaUnreachable, EXIT_UNREACHABLE),
     (OllamaTimeout, EXIT_UNREACHABLE),
+    (StoreUnreachable, EXIT_UNREACHABLE),
     (ModelNotFound, EXIT_MODEL),
     (ModelCapabilityError, EXIT_MODEL),
     (IndexMismatch, EXIT_INDEX),

@@ -284,6 +284,7 @@ class Retriever:
         """Close the embedder's HTTP connections and the index state."""
         self.embedder.close()
         self.state.close()
+        self.store.close()
 
     def __enter__(self) -> Retriever:
         return self
