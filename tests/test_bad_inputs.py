@@ -422,3 +422,37 @@ def test_a_ragignore_in_a_legacy_encoding_still_applies(tmp_path: Path) -> None:
     (tmp_path / "a.tmp").write_text("x", encoding="utf-8")
     (tmp_path / "b.md").write_text("x", encoding="utf-8")
     assert list(discover(tmp_path)) == [tmp_path / "b.md"]
+
+
+# --- end to end: one run over a folder full of them ------------------------------------------------
+
+def test_a_folder_of_bad_inputs_is_one_run_with_one_line_per_problem(
+    ollama_server: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ingest.config import IndexSettings
+    from ingest.indexer import index_folder
+
+    monkeypatch.setattr("ingest.ollama_calls.RETRY_BASE_DELAY", 0.01)
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "good.md").write_text(f"# 指南\n\n{CHINESE}\n", encoding="utf-8")
+    (docs / "big5.txt").write_bytes("檢索增強生成先從文件中檢索相關段落，再讓模型根據這些段落回答問題。\n".encode("big5"))
+    gbk_name = docs / os.fsdecode("说明.txt".encode("gbk"))  # a name from a Chinese Windows zip
+    gbk_name.write_text(f"{CHINESE}\n", encoding="utf-8")
+    (docs / "locked.pdf").write_bytes(_encrypted(_pdf(["secret"]), user="u", owner="o", algorithm="AES-256"))
+    (docs / "bomb.pdf").write_bytes(_bomb(3, _text_ops(1500)))
+    (docs / "self.md").symlink_to(docs / "self.md")
+    os.mkfifo(docs / "pipe.txt")
+    (docs / ".ragignore").write_text("[z-a]\n*.log\n", encoding="utf-8")
+    report = index_folder(docs, IndexSettings.resolve(host=ollama_server.url, db=tmp_path / "db"))
+    reasons = {s.path: s.reason for s in report.skipped}
+    assert set(reasons) == {"locked.pdf", "bomb.pdf", "self.md", "pipe.txt"}
+    assert reasons["locked.pdf"] == "encrypted PDF (password required)"
+    assert reasons["bomb.pdf"].startswith("over budget") and "max_text_ratio" in reasons["bomb.pdf"]
+    assert reasons["self.md"] == "symlink loop (the link points back to itself)"
+    assert reasons["pipe.txt"] == "not a regular file (named pipe)"
+    assert [w.path for w in report.warnings] == [".ragignore:1"]
+    added = sorted(report.added)
+    assert added[:2] == ["big5.txt", "good.md"] and len(added) == 3
+    added[2].encode("utf-8")  # the report (and its JSON) can hold it
+    assert source_path(docs, added[2]) == gbk_name

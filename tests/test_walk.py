@@ -107,8 +107,10 @@ def test_symlinks_inside_root_followed_without_loops(tmp_path: Path) -> None:
 def test_linked_folder_inside_root_is_walked(tmp_path: Path) -> None:
     _tree(tmp_path, {"docs/a.md": "a"})
     (tmp_path / "zdocs").symlink_to(tmp_path / "docs", target_is_directory=True)
-    # "docs" is walked first; the second way into it is not walked again.
-    assert _rel(tmp_path, list(discover(tmp_path))) == ["docs/a.md"]
+    (tmp_path / "adocs").symlink_to(tmp_path / "docs", target_is_directory=True)
+    # The folder is walked under its own name, whether a link to it sorts before or after it:
+    # its files keep one source name.
+    assert list(discover(tmp_path)) == [tmp_path / "docs" / "a.md"]
 
 
 def test_fifo_is_not_opened(tmp_path: Path) -> None:
