@@ -31,7 +31,7 @@ import numpy as np
 from ingest.chunking import chunk_document
 from ingest.config import IndexSettings
 from ingest.embedder import Embedder, max_chunk_tokens
-from ingest.errors import ConfigError, IndexMismatch, LoadError, RagError, StoreError
+from ingest.errors import CollectionNotFound, ConfigError, IndexMismatch, LoadError, RagError, StoreError
 from ingest.loaders import LoadLimits
 from ingest.lock import WriterLock, lock_name
 from ingest.paths import source_name
@@ -172,7 +172,7 @@ def reset_index(settings: IndexSettings, store: Store | None = None) -> list[Ski
     try:
         (store or open_store(settings)).drop()
     except StoreError as exc:
-        if settings.chroma_url or "no collection" in str(exc).lower() or not settings.db.exists():
+        if settings.chroma_url or isinstance(exc, CollectionNotFound) or not settings.db.exists():
             pass
         else:
             destroy_embedded(settings.db)

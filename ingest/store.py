@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 
 import numpy as np
 
+from ingest.config import collection_name_problem
 from ingest.errors import (
     CollectionNotFound,
     ConfigError,
@@ -58,7 +59,6 @@ _KEY_LABELS = {
     "chunk_overlap": "chunk overlap (--chunk-overlap)",
     "tokenizer": "tokenizer",
 }
-_COLLECTION_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{1,61}[A-Za-z0-9]$")
 
 
 @dataclass(frozen=True)
@@ -408,7 +408,9 @@ class Store:
 
 
 def _is_not_found(exc: BaseException) -> bool:
-    return "NotFound" in type(exc).__name__ or "does not exist" in str(exc)
+    from chromadb.errors import NotFoundError
+
+    return isinstance(exc, NotFoundError)
 
 
 def _translate(exc: BaseException, where: str, collection: str) -> RagError:
@@ -431,11 +433,9 @@ def _translate(exc: BaseException, where: str, collection: str) -> RagError:
 
 def check_collection_name(name: str) -> None:
     """Chroma's naming rule, checked before Chroma sees the name (ConfigError, exit 2)."""
-    if not _COLLECTION_NAME.match(name) or ".." in name or re.fullmatch(r"\d+\.\d+\.\d+\.\d+", name):
-        raise ConfigError(
-            f"collection name {name!r} is invalid — Chroma needs 3-63 characters of letters, digits, '.', '_' "
-            "or '-', starting and ending with a letter or digit, no '..', and not an IPv4 address"
-        )
+    problem = collection_name_problem(name)
+    if problem:
+        raise ConfigError(f"collection name {name!r} is invalid — {problem}")
 
 
 def make_private_dir(path: Path) -> None:
