@@ -75,6 +75,8 @@ def corpus_table(name: str, entry: dict[str, Any]) -> list[str]:
             ph = p.get(phase)
             if not ph:
                 return "–"
+            if ph.get("skipped"):
+                return "skipped (time budget)"
             if not ph.get("ok"):
                 return f"failed: {ph.get('error', '')[:80]}"
             return f"{_fmt(ph['seconds'])} s ({ph['embed_inputs']:,} embedded / {ph['embed_requests']:,} req)"
@@ -90,6 +92,8 @@ def corpus_table(name: str, entry: dict[str, Any]) -> list[str]:
         q = p.get(key) or p.get("query")
         if not q:
             return "–"
+        if q.get("skipped"):
+            return "skipped (time budget)"
         return f"{_fmt(q['p50_ms'])} / {_fmt(q['p95_ms'])} ms" if q.get("ok") else f"failed: {q.get('error', '')[:80]}"
 
     def p50(key: str) -> Any:
@@ -102,9 +106,11 @@ def corpus_table(name: str, entry: dict[str, Any]) -> list[str]:
         if any(phase in entry["tools"][t] or (phase == "query_hybrid" and "query" in entry["tools"][t]) for t in tools):
             def rss(p: dict[str, Any], phase: str = phase) -> str:
                 ph = p.get(phase) or (p.get("query") if phase == "query_hybrid" else None)
-                return f"{_fmt(ph['peak_tree_rss_mb'])} ({_fmt(ph['peak_rss_mb'])})" if ph else "–"
+                return f"{_fmt(ph['peak_tree_rss_mb'])} ({_fmt(ph['peak_rss_mb'])})" if ph and "peak_rss_mb" in ph else "–"
             row(f"peak RSS MB, {label}: process tree (largest process)", rss,
                 lambda p, phase=phase: _get(p.get(phase) or p.get("query"), "peak_tree_rss_mb"))
+    if entry.get("scaled"):
+        lines += ["", f"**Size: {entry['scaled']}.**"]
     if entry.get("others_skipped"):
         lines += ["", f"Note: {entry['others_skipped']}."]
     return lines + [""]
@@ -229,7 +235,7 @@ def markdown(results: dict[str, Any]) -> str:
     for name, entry in results.get("corpora", {}).items():
         lines += corpus_table(name, entry)
     small = results.get("small_synthetic")
-    if small:
+    if small and "files" in small:
         lines += [f"rag, first ingest of {small['files']:,} synthetic files: {_fmt(small.get('seconds'))} s, "
                   f"peak RSS {_fmt(small.get('peak_tree_rss_mb'))} MB (tree) / {_fmt(small.get('peak_rss_mb'))} MB.", ""]
     lines += ["## Targets (issue 9; multi-host from issue 10)", "", "| target | measured | result | note |",

@@ -67,6 +67,24 @@ FULL = Sizes(None, 1000, True, 100_000, 1_000, False, False, 1000, 2400)
 QUICK = Sizes(300, 60, False, 2_000, 500, True, True, 200, 600)
 
 
+@dataclass
+class Budget:
+    """The run's time budget: processes get what is left (at most `per_process`), later phases are skipped."""
+
+    deadline: float = math.inf
+    per_process: float = 2400.0
+
+    def timeout(self) -> float:
+        return max(30.0, min(self.per_process, self.deadline - time.time()))
+
+    def exhausted(self) -> bool:
+        return time.time() >= self.deadline
+
+
+BUDGET = Budget()
+SKIPPED = {"skipped": "over the time budget", "ok": False}
+
+
 # -- the tools' command lines ---------------------------------------------------------------------
 
 def index_argv(tool: str, folder: Path, db: Path, host: str) -> list[str]:
@@ -124,7 +142,7 @@ def anchors_available() -> dict[str, dict[str, Any]]:
 # -- phases ---------------------------------------------------------------------------------------
 
 def query_phase(argv: list[str], server: CountingServer, sizes: Sizes) -> dict[str, Any]:
-    done = run(argv, child_env(), sizes.timeout, server)
+    done = run(argv, child_env(), BUDGET.timeout(), server)
     latencies = done.output.get("latencies_ms", [])
     row = done.to_dict()
     row.update(queries=len(latencies), p50_ms=round(percentile(latencies, 0.5), 2),
@@ -148,7 +166,10 @@ def bench_tool(tool: str, corpus: corpora.Corpus, questions: Path, server: Count
     shutil.rmtree(db, ignore_errors=True)
     env = child_env()
     for phase in ("first_ingest", "unchanged_rerun"):
-        done = run(index_argv(tool, corpus.folder, db, server.url), env, sizes.timeout, server)
+        if BUDGET.exhausted():
+            phases[phase] = SKIPPED
+            return
+        done = run(index_argv(tool, corpus.folder, db, server.url), env, BUDGET.timeout(), server)
         phases[phase] = ingest_row(done)
         log(f"{corpus.name} {tool} {phase}", phases[phase])
         if not done.ok:
@@ -156,18 +177,22 @@ def bench_tool(tool: str, corpus: corpora.Corpus, questions: Path, server: Count
     modes = ("dense", "hybrid") if tool == "rag" else ("",)
     for mode in modes:
         name = f"query_{mode}" if mode else "query"
+        if BUDGET.exhausted():
+            phases[name] = SKIPPED
+            continue
         phases[name] = query_phase(query_argv(tool, db, server.url, questions, mode), server, sizes)
         log(f"{corpus.name} {tool} {name}", phases[name])
-    if corpus.name == "synthetic":
+    if corpus.name == "synthetic" and BUDGET.exhausted():
+        phases["edited_rerun"] = SKIPPED
+    elif corpus.name == "synthetic":
         edited = corpora.edit_synthetic(corpus)
         try:
-            done = run(index_argv(tool, corpus.folder, db, server.url), env, sizes.timeout, server)
+            done = run(index_argv(tool, corpus.folder, db, server.url), env, BUDGET.timeout(), server)
         finally:
             corpora.restore_synthetic(corpus.folder, corpus.files)
         phases["edited_rerun"] = {**ingest_row(done), "edited_files": edited}
         log(f"{corpus.name} {tool} edited_rerun", phases["edited_rerun"])
-    if not (tool == "rag" and corpus.name == "nfcorpus"):  # kept for the Chroma-server comparison
-        shutil.rmtree(db, ignore_errors=True)
+    shutil.rmtree(db, ignore_errors=True)
 
 
 def small_synthetic_rss(server: CountingServer, sizes: Sizes, log: Any) -> dict[str, Any]:
@@ -175,7 +200,7 @@ def small_synthetic_rss(server: CountingServer, sizes: Sizes, log: Any) -> dict[
     corpus = corpora.synthetic(sizes.small_synthetic_files)
     db = WORK / "synthetic-small-rag"
     shutil.rmtree(db, ignore_errors=True)
-    done = run(index_argv("rag", corpus.folder, db, server.url), child_env(), sizes.timeout, server)
+    done = run(index_argv("rag", corpus.folder, db, server.url), child_env(), BUDGET.timeout(), server)
     shutil.rmtree(db, ignore_errors=True)
     row = {"files": corpus.files, **ingest_row(done)}
     log("synthetic-small rag first_ingest", row)
@@ -202,7 +227,7 @@ def latency_phase(caps: dict[str, Any], sizes: Sizes, log: Any) -> dict[str, Any
     try:
         db = WORK / "latency-rag"
         shutil.rmtree(db, ignore_errors=True)
-        done = run(index_argv("rag", corpus.folder, db, server.url), child_env(), sizes.timeout, server)
+        done = run(index_argv("rag", corpus.folder, db, server.url), child_env(), BUDGET.timeout(), server)
         shutil.rmtree(db, ignore_errors=True)
         if not done.ok or not done.embed_requests:
             return {"status": "failed", "ingest": done.to_dict()}
@@ -211,7 +236,7 @@ def latency_phase(caps: dict[str, Any], sizes: Sizes, log: Any) -> dict[str, Any
         argv = [sys.executable, str(BENCH / "pure_embed.py"), "--host", server.url, "--inputs",
                 str(done.embed_inputs), "--batch", str(batch), "--parallel", str(caps["parallel_default"]),
                 "--texts", str(texts)]
-        pure = run(argv, child_env(), sizes.timeout)
+        pure = run(argv, child_env(), BUDGET.timeout())
     finally:
         server.stop()
     ingest_seconds = done.output.get("seconds") or done.seconds
@@ -237,7 +262,7 @@ def multihost_phase(caps: dict[str, Any], sizes: Sizes, log: Any) -> dict[str, A
             shutil.rmtree(db, ignore_errors=True)
             before = sum(s.snapshot()["embed_inputs"] for s in hosts)
             argv = [str(RAG_BIN), "index", str(corpus.folder), "--db", str(db), "--collection", COLLECTION, "--json"]
-            done = run(argv, child_env(OLLAMA_HOST=",".join(s.url for s in hosts)), sizes.timeout)
+            done = run(argv, child_env(OLLAMA_HOST=",".join(s.url for s in hosts)), BUDGET.timeout())
             inputs = sum(s.snapshot()["embed_inputs"] for s in hosts) - before
             shutil.rmtree(db, ignore_errors=True)
             seconds = done.output.get("seconds") or done.seconds
@@ -259,20 +284,21 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def chroma_server_phase(caps: dict[str, Any], nfcorpus: corpora.Corpus, questions: Path, server: CountingServer,
-                        sizes: Sizes, log: Any) -> dict[str, Any]:
-    """Hybrid search latency against `chroma run` compared with the embedded store (issue 10).
-
-    Needs `--chroma URL` in rag's CLI; the embedded side reuses the NFCorpus index of the main phases.
-    """
+def chroma_server_phase(caps: dict[str, Any], server: CountingServer, sizes: Sizes, log: Any) -> dict[str, Any]:
+    """Hybrid search latency against `chroma run` compared with the embedded store (issue 10), on the same
+    NFCorpus subset indexed both ways. Needs `--chroma URL` in rag's CLI."""
     if not caps["chroma_server"]:
         return {"status": "not yet available", "missing": ["chroma_server"]}
+    corpus = corpora.nfcorpus(sizes.latency_docs)
+    questions = WORK / "chroma-server-queries.txt"
+    questions.write_text("\n".join(corpora.queries_for(corpus)), encoding="utf-8")
     chroma_bin = Path(sys.executable).parent / "chroma"
     port, data = free_port(), WORK / "chroma-server"
     shutil.rmtree(data, ignore_errors=True)
     proc = subprocess.Popen([str(chroma_bin), "run", "--path", str(data), "--host", "127.0.0.1", "--port", str(port)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=child_env())
     url = f"http://127.0.0.1:{port}"
+    remote_db, local_db = WORK / "chroma-server-cache", WORK / "chroma-embedded"
     try:
         for _ in range(120):
             try:
@@ -280,19 +306,44 @@ def chroma_server_phase(caps: dict[str, Any], nfcorpus: corpora.Corpus, question
                 break
             except OSError:
                 time.sleep(0.5)
-        db = WORK / "chroma-server-cache"
-        shutil.rmtree(db, ignore_errors=True)
-        argv = [*index_argv("rag", nfcorpus.folder, db, server.url), "--chroma", url]
-        indexed = run(argv, child_env(), sizes.timeout, server)
-        remote = query_phase([*query_argv("rag", db, server.url, questions, "hybrid"), "--chroma", url], server, sizes)
-        local = query_phase(query_argv("rag", WORK / "nfcorpus-rag", server.url, questions, "hybrid"), server, sizes)
+        for db in (remote_db, local_db):
+            shutil.rmtree(db, ignore_errors=True)
+        argv = [*index_argv("rag", corpus.folder, remote_db, server.url), "--chroma", url]
+        indexed = run(argv, child_env(), BUDGET.timeout(), server)
+        run(index_argv("rag", corpus.folder, local_db, server.url), child_env(), BUDGET.timeout(), server)
+        remote = query_phase([*query_argv("rag", remote_db, server.url, questions, "hybrid"), "--chroma", url],
+                             server, sizes)
+        local = query_phase(query_argv("rag", local_db, server.url, questions, "hybrid"), server, sizes)
     finally:
         proc.terminate()
         proc.wait(timeout=30)
-    row = {"status": "measured", "index": indexed.to_dict(), "server": remote, "embedded": local,
+        for db in (remote_db, local_db, data):
+            shutil.rmtree(db, ignore_errors=True)
+    row = {"status": "measured", "corpus": corpus.note, "index": indexed.to_dict(), "server": remote,
+           "embedded": local,
            "p50_ratio": round(remote["p50_ms"] / local["p50_ms"], 2) if local.get("p50_ms") else None}
     log("chroma_server", row)
     return row
+
+
+def synthetic_size(sizes: Sizes, small: dict[str, Any], fixed: bool) -> tuple[int, str]:
+    """The synthetic corpus size that fits the time left, from rag's measured rate on the small one.
+
+    rag's own first-ingest rate on the small folder (start-up included, so a cautious estimate), times
+    1.4 for the re-runs and queries that follow; whole thousands, at least 1,000, at most the target.
+    """
+    if fixed or not small.get("ok") or not small.get("tool_seconds"):
+        return sizes.synthetic_files, ""
+    seconds_per_file = small["tool_seconds"] / small["files"]
+    left = BUDGET.deadline - time.time() - 120
+    fits = int(left / (1.4 * seconds_per_file) // 1000 * 1000)
+    if fits >= sizes.synthetic_files:
+        return sizes.synthetic_files, ""
+    files = max(1000, fits)
+    predicted = 1.4 * seconds_per_file * sizes.synthetic_files / 60
+    return files, (f"scaled down from {sizes.synthetic_files:,} to {files:,} files to fit the run's time budget: "
+                   f"rag's first ingest of {small['files']:,} files ran at {1000 * seconds_per_file:.1f} s per "
+                   f"1,000 files, so {sizes.synthetic_files:,} files would need about {predicted:.0f} min")
 
 
 def bench_minilm() -> dict[str, Any]:
@@ -323,6 +374,8 @@ def main() -> None:
                         help="also run LlamaIndex and LangChain on the synthetic corpus")
     parser.add_argument("--engine", choices=ENGINES, default="instant",
                         help="the bundled server's embedding engine: instant (digest vectors) or hash")
+    parser.add_argument("--budget-minutes", type=float, default=None,
+                        help="stop starting phases after this long (default: 60, quick 30)")
     parser.add_argument("--out", default=str(BENCH / "results"), help="results folder")
     args = parser.parse_args()
     sizes = QUICK if args.quick else FULL
@@ -333,6 +386,8 @@ def main() -> None:
     tiktoken_cache()
     WORK.mkdir(parents=True, exist_ok=True)
     started = time.time()
+    BUDGET.deadline = started + 60 * (args.budget_minutes or (30 if args.quick else 60))
+    BUDGET.per_process = sizes.timeout
 
     out = Path(args.out)
     results: dict[str, Any] = {}
@@ -355,39 +410,39 @@ def main() -> None:
         "capabilities": caps, "anchors": anchors, "corpora": {}, "engine": args.engine,
     })
     runnable_anchors = [name for name, info in anchors.items() if "error" not in info]
+
+    def bench_corpus(corpus: corpora.Corpus, server: CountingServer) -> None:
+        questions = WORK / f"{corpus.name}-queries.txt"
+        questions.write_text("\n".join(corpora.queries_for(corpus)), encoding="utf-8")
+        synthetic = corpus.name == "synthetic"
+        tools = ["rag"]
+        tools += ["floor"] if not synthetic or sizes.floor_on_synthetic else []
+        tools += runnable_anchors if not synthetic or sizes.anchors_on_synthetic else []
+        entry: dict[str, Any] = {"note": corpus.note, "files": corpus.files, "tools": {}}
+        if synthetic and len(tools) < 2 + len(runnable_anchors):
+            entry["others_skipped"] = ("at this size only rag runs on the synthetic corpus (time budget: the "
+                                       "floor and the anchors would take 15-30 minutes each); they run on "
+                                       "NFCorpus and the PDFs, and in `--quick` runs")
+        results["corpora"][corpus.name] = entry
+        for tool in tools:
+            entry["tools"][tool] = {}
+            bench_tool(tool, corpus, questions, server, sizes, entry["tools"][tool], log)
+
+    def step(key: str, measure: Any) -> None:
+        results[key] = {"status": "skipped: over the time budget"} if BUDGET.exhausted() else measure()
+
+    # The cheap phases with the most targets first, so a run cut short by its budget keeps them.
     with start_server(args.engine) as server:
-        builders = (
-            lambda: corpora.nfcorpus(sizes.nfcorpus_docs),
-            lambda: corpora.pdfs(sizes.pdf_pages, sizes.shared_pdfs),
-            lambda: corpora.synthetic(sizes.synthetic_files),
-        )
-        nfcorpus_questions = None
-        nfcorpus = None
-        for build in builders:
-            corpus = build()
-            questions = WORK / f"{corpus.name}-queries.txt"
-            questions.write_text("\n".join(corpora.queries_for(corpus)), encoding="utf-8")
-            if corpus.name == "nfcorpus":
-                nfcorpus, nfcorpus_questions = corpus, questions
-            synthetic = corpus.name == "synthetic"
-            tools = ["rag"]
-            tools += ["floor"] if not synthetic or sizes.floor_on_synthetic else []
-            tools += runnable_anchors if not synthetic or sizes.anchors_on_synthetic else []
-            entry: dict[str, Any] = {"note": corpus.note, "files": corpus.files, "tools": {}}
-            if synthetic and len(tools) < 2 + len(runnable_anchors):
-                entry["others_skipped"] = ("at this size only rag runs on the synthetic corpus (time budget: the "
-                                           "floor and the anchors would take 15-30 minutes each); they run on "
-                                           "NFCorpus and the PDFs, and in `--quick` runs")
-            results["corpora"][corpus.name] = entry
-            for tool in tools:
-                entry["tools"][tool] = {}
-                bench_tool(tool, corpus, questions, server, sizes, entry["tools"][tool], log)
-        results["small_synthetic"] = small_synthetic_rss(server, sizes, log)
-        results["latency"] = latency_phase(caps, sizes, log)
-        results["multihost"] = multihost_phase(caps, sizes, log)
-        assert nfcorpus is not None and nfcorpus_questions is not None
-        results["chroma_server"] = chroma_server_phase(caps, nfcorpus, nfcorpus_questions, server, sizes, log)
-    shutil.rmtree(WORK / "nfcorpus-rag", ignore_errors=True)
+        bench_corpus(corpora.nfcorpus(sizes.nfcorpus_docs), server)
+        step("latency", lambda: latency_phase(caps, sizes, log))
+        step("multihost", lambda: multihost_phase(caps, sizes, log))
+        step("chroma_server", lambda: chroma_server_phase(caps, server, sizes, log))
+        bench_corpus(corpora.pdfs(sizes.pdf_pages, sizes.shared_pdfs), server)
+        step("small_synthetic", lambda: small_synthetic_rss(server, sizes, log))
+        files, why = synthetic_size(sizes, results["small_synthetic"], fixed=bool(args.synthetic_files))
+        bench_corpus(corpora.synthetic(files), server)
+        if why:
+            results["corpora"]["synthetic"]["scaled"] = why
     results["minilm"] = {"skipped": "quick run"} if args.quick else bench_minilm()
     results["seconds"] = round(time.time() - started, 1)
     report.write(results, out)
