@@ -3,6 +3,8 @@
 No entry can stop the walk: anything wrong with one entry (a symlink loop, a FIFO, a folder that
 cannot be listed, a path too long to open) becomes a `Skip`, and a `.ragignore` line that git would
 ignore becomes a `Notice`. The walk keeps its own stack, so depth is not limited by recursion.
+Symlinks: a file link inside the root is followed; a folder link inside the root is not (the folder
+is walked under its own name); any link leading out of the root is a `Skip`.
 """
 
 from __future__ import annotations
