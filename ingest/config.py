@@ -20,12 +20,14 @@ import ipaddress
 import os
 import re
 import warnings
+from collections.abc import Collection
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, get_type_hints
 
 import pydantic
 
+from ingest import HOST_LIST_VARIABLE
 from ingest.errors import ConfigError, ConfigWarning
 from ingest.ollama_calls import Timeouts, resolve_host
 
@@ -76,6 +78,10 @@ class IndexSettings:
     lock_wait: float = DEFAULT_LOCK_WAIT  # seconds a second writer waits for the collection's lock
     parallel: int = DEFAULT_PARALLEL  # embedding requests in flight (per Ollama host)
     workers: int = 0  # processes that parse and chunk files; 0 = one per core
+    # Several Ollama servers: OLLAMA_HOST / --host may list them ("http://a:11434,http://b:11434");
+    # RAG_EMBED_HOSTS / RAG_CHAT_HOSTS split the roles. ``host`` is the first of the list.
+    embed_hosts: tuple[str, ...] = ()
+    chat_hosts: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         problem = collection_name_problem(self.collection)
@@ -96,10 +102,20 @@ class IndexSettings:
         check_names(overrides, index_setting_names(), "IndexSettings.resolve()")
         warn_unknown_environment()
         given: dict[str, Any] = {"db": db, "collection": collection, "embed_model": embed_model, **overrides}
-        values = _resolve_fields(cls, given, skip={"host", "timeouts"})
-        values["host"] = resolve_host(host)
+        values = _resolve_fields(cls, given, skip=_NOT_FROM_ENVIRONMENT)
+        hosts = host_list(host or os.environ.get(HOST_LIST_VARIABLE) or os.environ.get("OLLAMA_HOST"))
+        values["host"] = hosts[0]
+        values["embed_hosts"] = tuple(overrides.get("embed_hosts") or host_list(os.environ.get("RAG_EMBED_HOSTS"), hosts))
+        values["chat_hosts"] = tuple(overrides.get("chat_hosts") or host_list(os.environ.get("RAG_CHAT_HOSTS"), hosts))
         values["timeouts"] = overrides.get("timeouts") or Timeouts.from_env()
         return cls(**values)
+
+
+def host_list(raw: str | None, default: list[str] | None = None) -> list[str]:
+    """A comma-separated list of Ollama hosts, each resolved by the SDK's rules; ``default`` (or the one
+    default host) when empty."""
+    hosts = [resolve_host(part.strip()) for part in (raw or "").split(",") if part.strip()]
+    return hosts or list(default or [resolve_host(None)])
 
 
 # -- the read path's defaults (measured by `make eval`; the reasons are in rag.config's docstring) --------
@@ -194,9 +210,10 @@ class Settings:
         else:
             changes = {"db": db, "collection": collection, "embed_model": embed_model, **write}
             if host:
-                changes["host"] = resolve_host(host)
-            given = _resolve_fields(IndexSettings, changes, skip={"host", "timeouts"}, only_given=True)
-            index = replace(index, **given, **{k: changes[k] for k in ("host", "timeouts") if changes.get(k)})
+                hosts = host_list(host)
+                changes.update(host=hosts[0], embed_hosts=tuple(hosts), chat_hosts=tuple(hosts))
+            given = _resolve_fields(IndexSettings, changes, skip=_NOT_FROM_ENVIRONMENT, only_given=True)
+            index = replace(index, **given, **{k: changes[k] for k in _NOT_FROM_ENVIRONMENT if changes.get(k)})
         values = _resolve_fields(cls, {"chat_model": chat_model, **read}, skip={"index"})
         return cls(index=index, **values)
 
@@ -204,10 +221,10 @@ class Settings:
 # -- names, variables and parsing --------------------------------------------------------------------
 
 # RAG_* variables the project reads that are not settings (the bundled server's token, bench, tests).
-OTHER_VARIABLES = frozenset({"RAG_SERVE_TOKEN", "RAG_BIN", "RAG_BENCH_HNSW", "RAG_SHARED_DIR", "RAG_TEST_CRASH_AT"})
+OTHER_VARIABLES = frozenset({HOST_LIST_VARIABLE, "RAG_SERVE_TOKEN", "RAG_BIN", "RAG_BENCH_HNSW", "RAG_SHARED_DIR", "RAG_TEST_CRASH_AT"})
 TIMEOUT_VARIABLES = {"RAG_CONNECT_TIMEOUT": "connect", "RAG_READ_TIMEOUT": "read",
                      "RAG_RETRY_DEADLINE": "retry_deadline"}
-_NOT_FROM_ENVIRONMENT = frozenset({"host", "timeouts", "index"})
+_NOT_FROM_ENVIRONMENT = frozenset({"host", "timeouts", "index", "embed_hosts", "chat_hosts"})
 
 
 def env_name(name: str) -> str:
@@ -230,6 +247,7 @@ def environment_variables() -> dict[str, str]:
     names = sorted((index_setting_names() | read_setting_names()) - _NOT_FROM_ENVIRONMENT)
     found = {env_name(name): name for name in names}
     found.update({var: f"timeouts.{part}" for var, part in TIMEOUT_VARIABLES.items()})
+    found.update({"RAG_EMBED_HOSTS": "embed_hosts", "RAG_CHAT_HOSTS": "chat_hosts"})
     return {"OLLAMA_HOST": "host", **dict(sorted(found.items()))}
 
 
@@ -278,7 +296,7 @@ def _parse(owner: type, name: str, value: Any, source: str) -> Any:
 
 
 def _resolve_fields(
-    owner: type, given: dict[str, Any], *, skip: set[str], only_given: bool = False
+    owner: type, given: dict[str, Any], *, skip: Collection[str], only_given: bool = False
 ) -> dict[str, Any]:
     """argument (not None) > environment variable (not empty) > the field's default, parsed to its type."""
     values: dict[str, Any] = {}

@@ -7,7 +7,9 @@ that both give the same cosine geometry.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -15,7 +17,15 @@ import ollama
 
 from ingest import ollama_calls
 from ingest.config import IndexSettings
-from ingest.errors import OllamaError, OllamaResponseError
+from ingest.errors import (
+    ModelNotFound,
+    OllamaError,
+    OllamaResponseError,
+    OllamaTimeout,
+    OllamaUnreachable,
+    ServerBusy,
+    StreamError,
+)
 
 # (document prefix, query prefix) per model family; Ollama adds none itself, and nomic loses
 # recall without them. Others get none unless configured.
@@ -86,9 +96,9 @@ class Embedder:
 
     @classmethod
     def from_fingerprint(cls, fingerprint: dict[str, Any], settings: IndexSettings) -> Embedder:
-        """The embedder that matches an existing index (its model, prefixes and endpoint)."""
+        """The embedder that matches an existing index (its model and prefixes), on the first embedding host."""
         return cls(
-            settings,
+            replace(settings, host=settings.embed_hosts[0]) if settings.embed_hosts else settings,
             model=str(fingerprint["embed_model"]),
             document_prefix=str(fingerprint.get("document_prefix", "")),
             query_prefix=str(fingerprint.get("query_prefix", "")),
@@ -175,3 +185,90 @@ def _unit_rows(rows: Any, host: str, model: str) -> np.ndarray:
         raise OllamaError(f"model {model} on {host} returned NaN/Inf embeddings — check the model", host=host)
     norms = np.linalg.norm(vectors, axis=1, keepdims=True)
     return vectors / np.maximum(norms, 1e-12)
+
+
+# Failures that say "this host, not this request": the group goes to another host.
+_HOST_FAILURES = (OllamaUnreachable, OllamaTimeout, ServerBusy, StreamError, ModelNotFound, OllamaResponseError)
+
+
+class EmbedderPool:
+    """Embedding spread over several Ollama hosts (`IndexSettings.embed_hosts`).
+
+    Each call goes to the healthy host with the fewest requests in flight. A host that fails (down,
+    timing out, busy past its retries, a 5xx, or missing the model) is set aside for the rest of the
+    run and the call is retried on another; only when every host has failed does the error reach the
+    caller. With one host this is just that host's `Embedder`.
+    """
+
+    def __init__(self, settings: IndexSettings, hosts: Sequence[str] | None = None) -> None:
+        hosts = list(hosts or settings.embed_hosts or [settings.host])
+        self.embedders = {h: Embedder(replace(settings, host=h)) for h in hosts}
+        self.first = self.embedders[hosts[0]]
+        self.down: dict[str, str] = {}  # host -> why it was set aside
+        self._inflight = dict.fromkeys(hosts, 0)
+        self._lock = threading.Lock()
+
+    # The first host's embedder answers for the model and its prefixes (all hosts serve the same model).
+    @property
+    def model(self) -> str:
+        return self.first.model
+
+    @property
+    def document_prefix(self) -> str:
+        return self.first.document_prefix
+
+    @property
+    def query_prefix(self) -> str:
+        return self.first.query_prefix
+
+    @property
+    def endpoint(self) -> str | None:
+        return next((e.endpoint for e in self.embedders.values() if e.endpoint), None)
+
+    @property
+    def requests(self) -> int:
+        return sum(e.requests for e in self.embedders.values())
+
+    def requests_by_host(self) -> dict[str, int]:
+        """Embedding requests each host served (the index report's ``hosts``)."""
+        return {h: e.requests for h, e in self.embedders.items()}
+
+    def context_length(self) -> int | None:
+        for host, embedder in self.embedders.items():
+            if host not in self.down:
+                return embedder.context_length()
+        return None
+
+    def embed_documents(self, texts: Sequence[str]) -> np.ndarray:
+        tried: set[str] = set()
+        while True:
+            with self._lock:
+                candidates = [h for h in self.embedders if h not in self.down and h not in tried]
+                if not candidates:
+                    raise self._all_failed(tried)
+                host = min(candidates, key=lambda h: self._inflight[h])
+                self._inflight[host] += 1
+            try:
+                vectors = self.embedders[host].embed_documents(texts)
+            except _HOST_FAILURES as err:
+                if isinstance(err, OllamaResponseError) and err.status and err.status < 500:
+                    raise  # a bad request fails the same way everywhere
+                with self._lock:
+                    self.down[host] = str(err)
+                tried.add(host)
+                if len(self.embedders) == 1:
+                    raise
+                continue
+            finally:
+                with self._lock:
+                    self._inflight[host] -= 1
+            return vectors
+
+    def _all_failed(self, tried: set[str]) -> OllamaError:
+        reasons = "; ".join(f"{h}: {self.down.get(h, '?')}" for h in sorted(tried or self.embedders))
+        return OllamaUnreachable(f"every embedding host failed ({reasons})",
+                                 fix="start one of them, or set OLLAMA_HOST / RAG_EMBED_HOSTS to hosts that answer")
+
+    def close(self) -> None:
+        for embedder in self.embedders.values():
+            embedder.close()

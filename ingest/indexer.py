@@ -30,7 +30,7 @@ import numpy as np
 
 from ingest.chunking import chunk_document
 from ingest.config import IndexSettings
-from ingest.embedder import Embedder, max_chunk_tokens
+from ingest.embedder import Embedder, EmbedderPool, max_chunk_tokens
 from ingest.errors import CollectionNotFound, ConfigError, IndexMismatch, LoadError, RagError, StoreError
 from ingest.loaders import LoadLimits
 from ingest.lock import WriterLock, lock_name
@@ -134,7 +134,7 @@ def load(path: Path, root: Path, limits: LoadLimits) -> Any:
     return _load(path, root, limits)
 
 
-def wanted_fingerprint(settings: IndexSettings, embedder: Embedder) -> dict[str, Any]:
+def wanted_fingerprint(settings: IndexSettings, embedder: Embedder | EmbedderPool) -> dict[str, Any]:
     """The fingerprint these settings would write (the dimension comes from the server)."""
     return {
         "embed_model": embedder.model,
@@ -203,7 +203,7 @@ class Indexer:
         self.state, damaged = open_or_replace_state(cache_dir(settings), settings.collection)
         if damaged:
             self.report.warnings.append(Skip(damaged, "the index state was unreadable; moved aside and rebuilt"))
-        self.embedder = Embedder(settings)
+        self.embedder = EmbedderPool(settings)
         self.lock = WriterLock(self.store, wait=settings.lock_wait)
         self._chunk_limits: tuple[int, int] | None = None
         self._fingerprinted = False
@@ -267,6 +267,9 @@ class Indexer:
         self._remove_missing(records, seen)
         self._finish()
         self.report.embed_requests = self.embedder.requests
+        self.report.hosts = self.embedder.requests_by_host()
+        for host, why in self.embedder.down.items():
+            self.report.warnings.append(Skip(host, f"embedding host set aside, its work went to the others: {why}"))
         self.report.seconds = time.monotonic() - self._started
         return self.report
 
@@ -404,7 +407,7 @@ class Indexer:
 
     def _pipeline(self, jobs: list[LoadJob], records: dict[str, FileRecord], touched: list[FileRecord]) -> None:
         limit = self.settings.batch_size * BUFFER_BATCHES
-        parallel = max(1, self.settings.parallel)
+        parallel = max(1, self.settings.parallel) * len(self.embedder.embedders)
         group = _Group()
         inflight: deque[tuple[_Group, cf.Future[np.ndarray]]] = deque()
         with cf.ThreadPoolExecutor(max_workers=parallel, thread_name_prefix="rag-embed") as embedders:

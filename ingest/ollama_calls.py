@@ -263,7 +263,8 @@ def map_error(exc: BaseException, host: str, model: str = "", action: str = "") 
             host=host,
             phase=_TIMEOUT_PHASES.get(type(exc), "read"),
         )
-    if isinstance(exc, (ConnectionError, httpx.ConnectError, httpx.NetworkError)):
+    # RemoteProtocolError: the server closed the connection without answering (it died mid-request).
+    if isinstance(exc, (ConnectionError, httpx.ConnectError, httpx.NetworkError, httpx.RemoteProtocolError)):
         return OllamaUnreachable(
             f"Ollama is not reachable at {host}", fix="start it (`ollama serve`) or set OLLAMA_HOST", host=host
         )

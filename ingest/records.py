@@ -75,6 +75,7 @@ class IndexReport:
     warnings: list[Skip] = field(default_factory=list)  # e.g. PDF pages without extractable text
     chunks: int = 0  # chunks written in this run
     embed_requests: int = 0  # HTTP requests made to the embedding endpoint
+    hosts: dict[str, int] = field(default_factory=dict)  # embedding requests each Ollama host served
     seconds: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, overload
 
-from ingest.errors import StoreError
+from ingest.errors import OllamaError, StoreError
 from ingest.indexer import ProgressFn, index_folder, open_store
 from ingest.lock import WriterLock
 from ingest.records import IndexReport, Skip
@@ -164,8 +164,20 @@ class RAG:
     def chat_client(self) -> OllamaClient:
         """The HTTP client for `/api/chat` (made once, closed by `close()`)."""
         if self._client is None:
-            self._client = OllamaClient(self.host, timeouts=self.index_settings.timeouts)
+            self._client = self._first_healthy_chat_client()
         return self._client
+
+    def _first_healthy_chat_client(self) -> OllamaClient:
+        """Chat goes to the first chat host that answers; the next ones are the fail-over."""
+        hosts = list(self.index_settings.chat_hosts or [self.host])
+        for host in hosts[:-1]:
+            client = OllamaClient(host, timeouts=self.index_settings.timeouts)
+            try:
+                client.health()
+                return client
+            except OllamaError:
+                client.close()
+        return OllamaClient(hosts[-1], timeouts=self.index_settings.timeouts)
 
     def close(self) -> None:
         """Close the open index and HTTP connections (the object can still be used afterwards)."""

@@ -7,6 +7,7 @@ from typing import Any
 
 import click
 
+from ingest.errors import RagError
 from ingest.indexer import Progress
 from ingest.records import IndexReport
 from rag.api import RAG
@@ -78,11 +79,19 @@ def index_command(
 def _ensure_embed_model(kb: RAG, pull: bool) -> None:
     """Fail fast, before reading any file, when the embedding model is missing or cannot embed."""
     reporter = PullReporter(sys.stderr)
+    errors: list[RagError] = []
+    hosts = kb.index_settings.embed_hosts or (kb.host,)
     try:
-        with OllamaClient(kb.host, timeouts=kb.index_settings.timeouts) as client:
-            client.ensure_models(kb.index_settings.embed_model, None, pull=pull, progress=reporter)
+        for host in hosts:  # with several hosts, one that is down is set aside during the run
+            try:
+                with OllamaClient(host, timeouts=kb.index_settings.timeouts) as client:
+                    client.ensure_models(kb.index_settings.embed_model, None, pull=pull, progress=reporter)
+            except RagError as err:
+                errors.append(err)
     finally:
         reporter.close()
+    if len(errors) == len(hosts):
+        raise errors[0]
 
 
 class _ProgressBar:
