@@ -79,7 +79,9 @@ def corpus_table(name: str, entry: dict[str, Any]) -> list[str]:
                 return "skipped (time budget)"
             if not ph.get("ok"):
                 return f"failed: {ph.get('error', '')[:80]}"
-            return f"{_fmt(ph['seconds'])} s ({ph['embed_inputs']:,} embedded / {ph['embed_requests']:,} req)"
+            own = ph.get("tool_seconds")
+            own_text = f"own {_fmt(own)} s; " if isinstance(own, (int, float)) else ""
+            return f"{_fmt(ph['seconds'])} s ({own_text}{ph['embed_inputs']:,} embedded / {ph['embed_requests']:,} req)"
         return show
 
     row("first ingest", cell("first_ingest"), seconds("first_ingest"))
@@ -222,7 +224,7 @@ def markdown(results: dict[str, Any]) -> str:
     lines += ["## Tools", "", "| tool | what | versions |", "|---|---|---|",
               "| rag | `rag index DIR --db D --collection C --json`; `RAG.search(q, mode=...)` | this checkout |",
               "| floor | bench/floor.py: pypdf, tiktoken windows, `ollama.Client.embed` × 64, `collection.add` | "
-              "rag's venv |"]
+              + ", ".join(f"{k} {v}" for k, v in results.get("rag_venv", {}).items()) + " (rag's venv) |"]
     for name, what in (("llamaindex", "SimpleDirectoryReader → IngestionPipeline(SentenceSplitter, OllamaEmbedding, "
                         "ChromaVectorStore, docstore); retriever `as_retriever()`"),
                        ("langchain", "DirectoryLoader(TextLoader / PyPDFLoader) → RecursiveCharacterTextSplitter → "

@@ -27,6 +27,7 @@ import sys
 import time
 import urllib.request
 from dataclasses import asdict, dataclass
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -124,6 +125,13 @@ def capabilities() -> dict[str, Any]:
         "chroma_server": "--chroma" in search_help,
         "latency_faults": supports_fault("embed_ms_per_input") and supports_fault("embed_ms_per_request"),
     }
+
+
+def _version(package: str) -> str:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return "not installed"
 
 
 def anchors_available() -> dict[str, dict[str, Any]]:
@@ -415,6 +423,7 @@ def main() -> None:
         "rag_commit": subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
                                      cwd=ROOT).stdout.strip(),
         "capabilities": caps, "anchors": anchors, "corpora": {}, "engine": args.engine,
+        "rag_venv": {name: _version(name) for name in ("rag", "chromadb", "ollama", "tiktoken", "pypdf")},
     })
     runnable_anchors = [name for name, info in anchors.items() if "error" not in info]
 
