@@ -237,3 +237,12 @@ def test_openapi_schema_lists_the_api(server: RunningServer) -> None:
     schema = httpx.get(server.url + "openapi.json", timeout=60).json()
     assert {"/api/ask", "/api/search", "/api/status", "/api/index", "/api/files/{path}"} <= set(schema["paths"])
     assert "/api/ask" in httpx.get(server.url + "docs", timeout=60).text
+
+
+def test_an_unknown_collection_is_refused_naming_the_indexed_ones(server: RunningServer) -> None:
+    asked = httpx.post(server.url + "api/ask", json={"question": WARRANTY, "collection": "nope"}, timeout=60)
+    status = httpx.get(server.url + "api/status", params={"collection": "nope"}, timeout=60)
+    for reply in (asked, status):
+        assert reply.status_code == 409 and "no collection 'nope'" in reply.json()["error"]
+        assert "docs" in reply.json()["error"]
+    assert httpx.get(server.url + "api/files/guide.md", params={"collection": "nope"}, timeout=60).status_code == 404

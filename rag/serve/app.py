@@ -184,7 +184,10 @@ async def search(request: Request) -> Response:
 async def status(request: Request) -> Response:
     """GET /api/status: the index (as `rag status --json`), the chat model, collections, the running sync."""
     state = state_of(request)
-    kb = state.kb(request.query_params.get("collection"))
+    try:
+        kb = state.kb(request.query_params.get("collection"))
+    except RagError as err:
+        return error_response(err)
     out: dict[str, Any] = {
         "collection": kb.collection,
         "collections": state.collections(),
@@ -308,8 +311,8 @@ async def source_file(request: Request) -> Response:
     if not files.raw_path_is_clean(request.scope.get("raw_path", b"")):
         return not_found
     source: str = request.path_params["path"]
-    kb = state_of(request).kb(request.query_params.get("collection"))
     try:
+        kb = state_of(request).kb(request.query_params.get("collection"))
         root = (await kb.status()).root
         sources = set(await kb.sources())
     except RagError:

@@ -8,10 +8,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ingest.config import IndexSettings
-from ingest.errors import ConfigError
+from ingest.errors import ConfigError, StoreError
 from ingest.indexer import cache_dir
 from ingest.state import STATE_SUFFIX
 from rag.aio import WORKER_THREADS, AsyncRAG
+from rag.serve.security import TOKEN_ENV, is_loopback
 
 MODEL_PREFIX = "rag/"  # each collection is offered to Ollama / OpenAI clients as the model rag/<collection>
 
@@ -43,8 +44,12 @@ class ServeState:
         self._kbs: dict[str, AsyncRAG] = {}
 
     def kb(self, collection: str | None = None) -> AsyncRAG:
-        """The knowledge base of ``collection`` (default: the served one)."""
+        """The knowledge base of ``collection`` (default: the served one); StoreError for an unknown one."""
         name = collection or self.default_collection
+        if name != self.default_collection and name not in self.collections():
+            # Named in a request: only collections that exist (an object per made-up name would pile up).
+            raise StoreError(f"no collection '{name}' in {self.db} — the indexed ones are: "
+                             f"{', '.join(self.collections()) or 'none yet (run `rag index PATH`)'}")
         kb = self._kbs.get(name)
         if kb is None:
             kb = AsyncRAG(db=self.db, collection=name, host=self.config.ollama_host,
@@ -81,8 +86,6 @@ class ServeState:
 
 def check_bind(host: str, token: str | None) -> None:
     """Refuse to listen beyond loopback without a token (ConfigError names the fix)."""
-    from rag.serve.security import TOKEN_ENV, is_loopback
-
     if not is_loopback(host) and not token:
         raise ConfigError(
             f"refusing to listen on {host} without a token — pass --token T (or set {TOKEN_ENV}), "
