@@ -199,6 +199,9 @@ def test_english_question_streams_an_answer_with_citations(page: Page) -> None:
     # Each [n] in the answer is a link to the n-th source, at its page.
     markers = answer.locator(".answer-text a.cite").evaluate_all("links => links.map(a => [a.textContent, a.href])")
     assert markers and {f"[{n}]" for n, _ in markers} <= {s["n"] for s in sources}
+    names = answer.locator(".answer-text a.cite").evaluate_all("links => links.map(a => a.getAttribute('aria-label'))")
+    assert all(re.fullmatch(rf"Open source {n}: tidepool-admin-manual\.pdf #\d+", name)
+               for (n, _), name in zip(markers, names, strict=True))
     by_number = {s["n"]: s["href"] for s in sources}
     assert all(href == by_number[f"[{n}]"] and re.search(r"#page=\d+$", href) for n, href in markers)
 

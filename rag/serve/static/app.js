@@ -181,7 +181,10 @@ function citationLink(citation, context, label) {
   link.target = "_blank";
   link.rel = "noopener";
   link.dataset.n = citation.n;
-  tr(link, "open_citation", { n: citation.n, file: citation.source + (citation.page ? ` #${citation.page}` : "") }, "title");
+  const described = { n: citation.n, file: citation.source + (citation.page ? ` #${citation.page}` : "") };
+  tr(link, "open_citation", described, "title");
+  // A bare "2" in the answer says little to a screen reader: name the source it opens.
+  if (/^\d+$/.test(label)) tr(link, "open_citation", described, "aria-label");
   link.addEventListener("click", (event) => openCitation(event, citation, context, link));
   return link;
 }
@@ -273,7 +276,7 @@ async function openCitation(event, citation, context, link) {
       const url = await fileBlobUrl(citation.source);
       const target = url + (citation.page ? `#page=${citation.page}` : "");
       if (win) win.location.href = target;
-      else window.location.href = target;
+      else window.open(target, "_blank"); // the blank tab was blocked: try once more, keeping this page
     } catch (error) {
       if (win) win.close();
       showViewerError(citation, error, link);
