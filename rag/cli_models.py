@@ -241,7 +241,10 @@ def doctor(
     Checks: the server answers (and its version); https or loopback;
     the embedding and chat models are present and able; the index was built
     with the embedding model and its dimension; the chat model's context;
-    GPU or CPU for loaded models; the embedding prefixes.
+    GPU or CPU for loaded models; the embedding prefixes. With several
+    Ollama hosts (--host/OLLAMA_HOST list, RAG_EMBED_HOSTS, RAG_CHAT_HOSTS):
+    each host, and the same embeddings from every embedding host. With
+    --chroma: the Chroma server answers, and its transport.
     Exits 1 when any check fails (warnings do not fail).
     """
     settings = Settings.resolve(host=host, db=db, collection=collection, embed_model=embed_model, chat_model=chat_model)
