@@ -26,7 +26,7 @@ from ingest.errors import RagError
 from rag.aio import AsyncAnswerStream
 from rag.serve.errors import error_status
 from rag.serve.state import MODEL_PREFIX, ServeState
-from rag.types import Answer, Citation
+from rag.types import Answer, Citation, location
 
 NDJSON = "application/x-ndjson"
 ROLES = ("user", "assistant")
@@ -47,8 +47,7 @@ def sources_footer(citations: list[Citation]) -> str:
         return ""
     lines = []
     for c in citations:
-        where = c.source + (f", page {c.page}" if c.page else "") + (f" — {c.heading}" if c.heading else "")
-        lines.append(f"[{c.n}] {where}")
+        lines.append(f"[{c.n}] {location(c.source, c.page, c.heading)}")
     return "\n\nSources:\n" + "\n".join(lines)
 
 
