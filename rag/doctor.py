@@ -75,7 +75,8 @@ def run_doctor(settings: Settings, client: OllamaClient | None = None) -> list[C
         chroma_checks = check_chroma(chroma_url, chroma_token, settings.collection)
         chroma_ok = chroma_checks[0].status != "fail"
         checks += chroma_checks
-    if several_hosts(settings):
+    several = several_hosts(settings)
+    if several:
         checks += check_ollama_hosts(settings)
     index_check: Check | None = None  # none when the Chroma server is down: its own line says so
     fingerprint: dict[str, Any] | None = None
@@ -91,11 +92,11 @@ def run_doctor(settings: Settings, client: OllamaClient | None = None) -> list[C
     if health is None:
         return [*checks, *index_checks]
     # With the roles split (RAG_EMBED_HOSTS / RAG_CHAT_HOSTS), each model is checked on its role's first
-    # host; `check_ollama_hosts` has checked every host already.
-    embed_check, embed = _on_host(client, settings.index.embed_hosts,
+    # host; `check_ollama_hosts` has checked every host already. One host: the given client.
+    embed_hosts, chat_hosts = (settings.index.embed_hosts, settings.index.chat_hosts) if several else ((), ())
+    embed_check, embed = _on_host(client, embed_hosts,
                                   lambda c: check_model(c, settings.index.embed_model, "embedding"))
-    chat_check, chat = _on_host(client, settings.index.chat_hosts,
-                                lambda c: check_model(c, settings.chat_model, "completion"))
+    chat_check, chat = _on_host(client, chat_hosts, lambda c: check_model(c, settings.chat_model, "completion"))
     checks += [embed_check, chat_check, *index_checks]
     if fingerprint is not None and embed is not None:
         checks.append(check_index_dimension(fingerprint, embed))
