@@ -41,13 +41,17 @@ from collections.abc import (
 from pathlib import Path
 from typing import Any, Literal, TypeVar, overload
 
-import httpx
 import ollama
-import pydantic
 
 from ingest.errors import OllamaError, OllamaUnreachable, RagError, ServerBusy
 from ingest.indexer import ProgressFn, index_folder
-from ingest.ollama_calls import DEFAULT_RETRIES, RETRY_BASE_DELAY, aclose_client, make_async_client, map_error
+from ingest.ollama_calls import (
+    DEFAULT_RETRIES,
+    RETRY_BASE_DELAY,
+    aclose_client,
+    make_async_client,
+    ollama_errors,
+)
 from ingest.records import IndexReport
 from rag.answer import AnswerPlan, answer_timings, finish_answer, no_answer_text, plan_answer, search_fused
 from rag.api import RAG, IndexStatus
@@ -155,7 +159,7 @@ class AsyncRAG:
         with _CHROMA_LOCK:
             try:
                 fresh.retriever()
-            except RagError:  # no index (yet, or any more): the next read says why
+            except RagError:  # no index any more: the next read says why
                 pass
             with self._lock:
                 old = self._current
@@ -164,6 +168,14 @@ class AsyncRAG:
                 close = old.users == 0
             if close:
                 old.kb.close()
+
+    def _hold_open(self) -> None:
+        """Open the index for reading (if there is one), so a client stays open (see _CHROMA_LOCK)."""
+        with _CHROMA_LOCK:
+            try:
+                self.sync.retriever()
+            except RagError:  # no index yet: status() or the next read says so
+                pass
 
     def _release(self, gen: _Generation) -> None:
         with _CHROMA_LOCK:
@@ -202,10 +214,7 @@ class AsyncRAG:
         """Files, chunks, fingerprint (as `RAG.status`)."""
         def status() -> IndexStatus:
             with _CHROMA_LOCK:
-                try:
-                    self.sync.retriever()  # keeps a client open (see _CHROMA_LOCK)
-                except RagError:
-                    pass  # status() itself says what is missing
+                self._hold_open()
                 return self.sync.status()
 
         return await self._in_thread(status)
@@ -217,6 +226,7 @@ class AsyncRAG:
         """Sync ``folder`` into the index in a worker thread; ``progress`` is called from that thread.
         ``overrides`` replace `IndexSettings` fields for this run (e.g. ``chunk_tokens``)."""
         settings = dataclasses.replace(self.sync.index_settings, **overrides)
+        await self._in_thread(self._hold_open)  # the indexer opens and closes clients outside _CHROMA_LOCK
         try:
             return await self._in_thread(index_folder, Path(folder), settings, rebuild=rebuild, progress=progress)
         finally:
@@ -465,13 +475,10 @@ class _ChatTurn(AsyncAnswerStream):
             raise
 
 
-# -- the async side of the Ollama seam (ingest.ollama_calls maps the errors) ------------------------
+# -- the async side of the Ollama seam (ingest.ollama_calls.ollama_errors maps the errors) ----------
 
-_SDK_ERRORS = (ollama.ResponseError, ConnectionError, httpx.HTTPError, pydantic.ValidationError)
-
-
-def _retry_due(err: OllamaError, attempt: int) -> bool:
-    return attempt < DEFAULT_RETRIES and isinstance(err, (OllamaUnreachable, ServerBusy))
+# Retried, a few times with backoff: nothing reached the model yet (a refused connection, a full queue).
+_RETRIED = (OllamaUnreachable, ServerBusy)
 
 
 async def _acall(fn: Callable[..., Awaitable[T]], *args: Any, host: str, **kwargs: Any) -> T:
@@ -480,11 +487,11 @@ async def _acall(fn: Callable[..., Awaitable[T]], *args: Any, host: str, **kwarg
     attempt = 0
     while True:
         try:
-            return await fn(*args, **kwargs)
-        except _SDK_ERRORS as exc:
-            err = map_error(exc, host, model)
-            if not (isinstance(err, OllamaError) and _retry_due(err, attempt)):
-                raise err from None
+            with ollama_errors(host, model):
+                return await fn(*args, **kwargs)
+        except _RETRIED:
+            if attempt >= DEFAULT_RETRIES:
+                raise
         await asyncio.sleep(RETRY_BASE_DELAY * 2**attempt)
         attempt += 1
 
@@ -498,15 +505,15 @@ async def _astream(
         started = False
         inner: AsyncIterator[T] | None = None
         try:
-            inner = await open_stream()
-            async for item in inner:
-                started = True
-                yield item
+            with ollama_errors(host, model):
+                inner = await open_stream()
+                async for item in inner:
+                    started = True
+                    yield item
             return
-        except _SDK_ERRORS as exc:
-            err = map_error(exc, host, model)
-            if started or not (isinstance(err, OllamaError) and _retry_due(err, attempt)):
-                raise err from None
+        except _RETRIED:
+            if started or attempt >= DEFAULT_RETRIES:
+                raise
         finally:
             # Stopping early must close the SDK's HTTP stream now, not when the generator is collected.
             if inner is not None and hasattr(inner, "aclose"):

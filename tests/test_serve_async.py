@@ -5,15 +5,19 @@ from __future__ import annotations
 import asyncio
 import threading
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 from readpath import indexed_settings, requests_to
 from serve_support import ObservedServer, served, wait_until
 
-from ingest.errors import ModelNotFound, StoreError
+from ingest.errors import ModelNotFound, OllamaUnreachable, StoreError
 from rag.aio import AsyncRAG
 from rag.answer import NO_ANSWER_ZH
+from rag.server import OllamaServer
+from rag.server.http import BUSY
+from rag.server.protocol import error_reply
 
 WARRANTY = "How long is the dishwasher warranty?"
 
@@ -136,3 +140,28 @@ def test_ten_concurrent_asks_all_wait_on_the_model_at_once(tmp_path: Path) -> No
     assert len(replies) == 10 and all(r.status_code == 200 for r in replies)
     assert all("two years" in r.json()["answer"] for r in replies)
     assert ollama.max_in_flight["/api/chat"] == 10
+
+
+class BusyOnce(OllamaServer):
+    """Answers the first /api/chat with Ollama's 503 "server busy"."""
+
+    busy_sent = False
+
+    def dispatch(self, method: str, path: str, raw: bytes, number: int) -> Any:
+        if path == "/api/chat" and not self.busy_sent:
+            self.busy_sent = True
+            return error_reply(503, BUSY, False)
+        return super().dispatch(method, path, raw, number)
+
+
+def test_a_busy_server_is_retried_and_a_dead_one_is_a_clear_error(tmp_path: Path) -> None:
+    async def main(kb: AsyncRAG) -> str:
+        async with kb:
+            return "".join([piece async for piece in kb.ask(WARRANTY, stream=True)])
+
+    with BusyOnce() as busy:
+        text = asyncio.run(main(kb_for(busy, tmp_path)))
+        chats = requests_to(busy, "/api/chat")
+    assert "two years" in text and len(chats) == 2  # the 503, then the retry
+    with pytest.raises(OllamaUnreachable, match="not reachable"):
+        asyncio.run(main(AsyncRAG(db=tmp_path / "db", host=busy.url)))  # stopped now
