@@ -20,12 +20,13 @@ The postings live in the same transaction as the file records, so the two never 
 from __future__ import annotations
 
 import functools
+import heapq
 import math
 import re
 import sqlite3
 import unicodedata
 from collections import Counter
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from pathlib import Path
 from typing import Protocol
 
@@ -47,6 +48,18 @@ TERMS_VERSION = 3
 # questions any positive weight here moved a right answer down and none up (bench/results/eval.md):
 # in multi-character queries the bigrams alone decide.
 UNIGRAM_WEIGHT = 0.0
+# Postings one search reads in full, summed over its terms. Rare terms are read whole, and common ones
+# only looked up for the candidates that could still rank (`LexicalIndex.search`), so a search is
+# exact BM25 whenever the terms it must read fit. Past that (every query term in tens of thousands of
+# chunks) it ranks the candidates found so far: at most this many postings of the rarest term, in
+# chunk-id order, which is hash order, plus the rarer terms read whole. That keeps a query at a few
+# milliseconds at 250k chunks instead of growing with the corpus.
+MAX_POSTINGS = 10_000
+# Candidate ids per postings lookup (SQLite allows 999 parameters in old builds).
+_LOOKUP_BATCH = 256
+# The ``stats`` key saying ``term_df`` holds every term's document frequency (files written before the
+# table existed are counted once, on open: `ingest.state.IndexState`).
+DF_READY = "term_df_counted"
 
 # A Han run, or a run of other letters/digits (underscore splits words: snake_case -> snake, case).
 _TOKEN = re.compile(rf"([{HAN_RANGES}]+)|([^\W_{HAN_RANGES}]+)")
@@ -207,6 +220,10 @@ class LexicalIndex:
         with self._errors("write"):
             self._conn.executemany("INSERT INTO docs VALUES (?, ?, ?, ?)", docs)
             self._conn.executemany("INSERT INTO postings VALUES (?, ?, ?)", postings)
+            self._conn.executemany(
+                "INSERT INTO term_df VALUES (?, ?) ON CONFLICT (term) DO UPDATE SET df = df + excluded.df",
+                Counter(term for term, _, _ in postings).items(),
+            )
             self._bump(len(docs), total)
 
     def delete(self, ids: Sequence[str]) -> None:
@@ -217,8 +234,13 @@ class LexicalIndex:
                 n, total = self._conn.execute(
                     f"SELECT COUNT(*), COALESCE(SUM(length), 0) FROM docs WHERE id IN ({marks})", batch
                 ).fetchone()
+                gone = self._conn.execute(
+                    f"SELECT term, COUNT(*) FROM postings WHERE id IN ({marks}) GROUP BY term", batch
+                ).fetchall()
                 # Postings go even without a docs row: a damaged file may hold such leftovers.
                 self._conn.execute(f"DELETE FROM postings WHERE id IN ({marks})", batch)
+                self._conn.executemany("UPDATE term_df SET df = df - ? WHERE term = ?", [(c, t) for t, c in gone])
+                self._conn.executemany("DELETE FROM term_df WHERE term = ? AND df <= 0", [(t,) for t, _ in gone])
                 if n:
                     self._conn.execute(f"DELETE FROM docs WHERE id IN ({marks})", batch)
                     self._bump(-n, -total)
@@ -230,13 +252,15 @@ class LexicalIndex:
             self._conn.execute("UPDATE stats SET value = ? WHERE key = 'n'", (n,))
             self._conn.execute("UPDATE stats SET value = ? WHERE key = 'total_length'", (total,))
             self._conn.execute("DELETE FROM postings WHERE id NOT IN (SELECT id FROM docs)")
+            count_document_frequencies(self._conn)
 
     def reset(self) -> None:
         """Drop every chunk (used when the index is rebuilt); the file then follows today's term rules."""
         with self._errors("reset"):
             self._conn.execute("DELETE FROM postings")
             self._conn.execute("DELETE FROM docs")
-            self._conn.execute("UPDATE stats SET value = 0")
+            self._conn.execute("DELETE FROM term_df")
+            self._conn.execute("UPDATE stats SET value = 0 WHERE key IN ('n', 'total_length')")
             self._conn.execute(f"PRAGMA user_version = {TERMS_VERSION}")
         self.outdated = False
 
@@ -254,42 +278,100 @@ class LexicalIndex:
         k1: float = K1,
         b: float = B,
     ) -> list[tuple[str, float]]:
-        """The ``k`` best chunks for ``query`` by BM25 (``k1``, ``b``), as (chunk id, score), best first."""
+        """The ``k`` best chunks for ``query`` by BM25 (``k1``, ``b``), as (chunk id, score), best first.
+
+        MaxScore: terms are read rarest first, and a commoner term is read only while documents holding
+        nothing but the unread terms could still reach the top ``k`` (every term's score is below
+        ``weight * idf * (k1 + 1)``); otherwise it is looked up only for the candidates already found
+        that could still rank. Exact while the postings read stay within `MAX_POSTINGS`; past that the
+        top ``k`` is taken among the candidates found so far (see `MAX_POSTINGS`).
+        """
         qterms = query_terms(query)
-        n = self._stat("n")
-        if not qterms or n == 0 or k <= 0:
+        if not qterms or k <= 0:
             return []
-        avgdl = max(self._stat("total_length") / n, 1.0)
-        term_list = list(qterms)
-        marks = ",".join("?" * len(term_list))
+        filters, filter_params = _filter_sql(sources, kinds)
+        if filters is None:
+            return []
         with self._errors("search"):
+            stats = dict(self._conn.execute("SELECT key, value FROM stats").fetchall())
+            n = int(stats.get("n", 0))
+            if n == 0:
+                return []
+            avgdl = max(int(stats.get("total_length", 0)) / n, 1.0)
             # Document frequencies come from the whole corpus, so filters do not change the idf.
-            df = dict(
-                self._conn.execute(
-                    f"SELECT term, COUNT(*) FROM postings WHERE term IN ({marks}) GROUP BY term", term_list
-                ).fetchall()
-            )
-            sql = (
-                "SELECT p.id, p.term, p.tf, d.length FROM postings p JOIN docs d ON d.id = p.id "
-                f"WHERE p.term IN ({marks})"
-            )
-            params: list[str] = list(term_list)
-            for column, values in (("source", sources), ("kind", kinds)):
-                if values is not None:
-                    values = list(values)
-                    if not values:
-                        return []
-                    sql += f" AND d.{column} IN ({','.join('?' * len(values))})"
-                    params.extend(values)
-            rows = self._conn.execute(sql, params).fetchall()
-        idf = {t: math.log(1.0 + (n - f + 0.5) / (f + 0.5)) for t, f in df.items()}
-        scores: dict[str, float] = {}
-        for chunk_id, term, tf, length in rows:
-            norm = tf * (k1 + 1) / (tf + k1 * (1 - b + b * length / avgdl))
-            scores[chunk_id] = scores.get(chunk_id, 0.0) + qterms[term] * idf[term] * norm
+            df = self._document_frequencies(list(qterms), counted=bool(stats.get(DF_READY)))
+            unread = sorted((t for t in qterms if df.get(t, 0) > 0), key=lambda t: (df[t], t))
+            weight = {t: qterms[t] * math.log(1.0 + (n - df[t] + 0.5) / (df[t] + 0.5)) for t in unread}
+            bound = {t: weight[t] * (k1 + 1) for t in unread}
+
+            def part(term: str, tf: int, length: int) -> float:
+                return weight[term] * tf * (k1 + 1) / (tf + k1 * (1 - b + b * length / avgdl))
+
+            # chunk id -> its full score over every query term (exact for each id present)
+            scores: dict[str, float] = {}
+            seen: set[str] = set()  # found in a term read, whether kept or dropped as unable to rank
+            read = 0
+            while unread:
+                kth = heapq.nlargest(k, scores.values())[-1] if len(scores) >= k else -math.inf
+                # A chunk not yet found holds only unread terms, so it scores below their bounds' sum.
+                if sum(bound[t] for t in unread) <= kth:
+                    break
+                term = unread.pop(0)
+                if read + df[term] > MAX_POSTINGS and scores:
+                    break
+                sql = (
+                    "SELECT p.id, p.tf, d.length FROM postings p JOIN docs d ON d.id = p.id "
+                    f"WHERE p.term = ?{filters} LIMIT ?"
+                )
+                rows = self._conn.execute(sql, [term, *filter_params, MAX_POSTINGS]).fetchall()
+                read += len(rows)
+                found = [(part(term, tf, length), cid, length) for cid, tf, length in rows if cid not in seen]
+                seen.update(cid for _, cid, _ in found)
+                self._score_rest(found, unread, scores, k, bound, part)
+                if read >= MAX_POSTINGS:
+                    break
         # Ties broken by id so results are deterministic across runs.
         best = sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))
         return best[:k]
+
+    def _score_rest(
+        self,
+        found: list[tuple[float, str, int]],
+        rest: list[str],
+        scores: dict[str, float],
+        k: int,
+        bound: dict[str, float],
+        part: Callable[[str, int, int], float],
+    ) -> None:
+        """Add newly found chunks (score so far, id, length) to ``scores`` with the ``rest`` terms' scores,
+        best first, dropping those that cannot reach the top ``k`` even with every rest term at its bound."""
+        rest_bound = sum(bound[t] for t in rest)
+        found.sort(key=lambda f: (-f[0], f[1]))
+        for start in range(0, len(found), _LOOKUP_BATCH):
+            kth = heapq.nlargest(k, scores.values())[-1] if len(scores) >= k else -math.inf
+            batch = [f for f in found[start : start + _LOOKUP_BATCH] if f[0] + rest_bound >= kth]
+            if not batch:
+                return  # sorted: the rest score lower still
+            partial = {cid: score for score, cid, _ in batch}
+            if rest:
+                lengths = {cid: length for _, cid, length in batch}
+                term_marks = ",".join("?" * len(rest))
+                id_marks = ",".join("?" * len(batch))
+                for term, cid, tf in self._conn.execute(
+                    f"SELECT term, id, tf FROM postings WHERE term IN ({term_marks}) AND id IN ({id_marks})",
+                    [*rest, *partial],
+                ):
+                    partial[cid] += part(term, tf, lengths[cid])
+            scores.update(partial)
+
+    def _document_frequencies(self, terms: list[str], *, counted: bool) -> dict[str, int]:
+        """Each term's document frequency: from ``term_df`` once it is ``counted``, else counted from the postings."""
+        marks = ",".join("?" * len(terms))
+        if counted:
+            sql = f"SELECT term, df FROM term_df WHERE term IN ({marks})"
+        else:
+            sql = f"SELECT term, COUNT(*) FROM postings WHERE term IN ({marks}) GROUP BY term"
+        return {term: int(df) for term, df in self._conn.execute(sql, terms).fetchall()}
 
     def _stat(self, key: str) -> int:
         with self._errors("read"):
@@ -324,3 +406,26 @@ class _MapErrors:
 def _batches(items: list[str], size: int) -> Iterable[list[str]]:
     for i in range(0, len(items), size):
         yield items[i : i + size]
+
+
+def _filter_sql(
+    sources: Collection[str] | None, kinds: Collection[str] | None
+) -> tuple[str | None, list[str]]:
+    """The docs filter as SQL after a WHERE (None when a filter allows nothing) and its parameters."""
+    sql, params = "", []
+    for column, values in (("source", sources), ("kind", kinds)):
+        if values is not None:
+            values = list(values)
+            if not values:
+                return None, []
+            sql += f" AND d.{column} IN ({','.join('?' * len(values))})"
+            params.extend(values)
+    return sql, params
+
+
+def count_document_frequencies(conn: sqlite3.Connection) -> None:
+    """Recount ``term_df`` from the postings and mark it counted (after damage, and once for a file
+    written before the table existed)."""
+    conn.execute("DELETE FROM term_df")
+    conn.execute("INSERT INTO term_df SELECT term, COUNT(*) FROM postings GROUP BY term")
+    conn.execute(f"INSERT OR REPLACE INTO stats VALUES ('{DF_READY}', 1)")

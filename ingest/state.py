@@ -17,7 +17,8 @@ writes.
 
 Tables: ``files`` (one row per source: sha256, size, mtime, chunk count, and the skip reason when the
 last attempt failed), ``docs`` (chunk id -> source, kind, length: the chunk ownership *and* the BM25
-document table), ``postings``, ``stats`` (BM25 totals), ``trash``, ``meta`` (root, generation).
+document table), ``postings``, ``term_df`` (each term's document frequency, kept with the postings so a
+search need not count long postings), ``stats`` (BM25 totals), ``trash``, ``meta`` (root, generation).
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ingest.errors import StoreError
-from ingest.lexical import TERMS_VERSION, ChunkLike, LexicalIndex
+from ingest.lexical import DF_READY, TERMS_VERSION, ChunkLike, LexicalIndex, count_document_frequencies
 
 STATE_SUFFIX = ".state.sqlite"
 
@@ -43,6 +44,7 @@ CREATE INDEX IF NOT EXISTS docs_by_source ON docs (source);
 CREATE TABLE IF NOT EXISTS postings (term TEXT NOT NULL, id TEXT NOT NULL, tf INTEGER NOT NULL,
                                      PRIMARY KEY (term, id)) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS postings_by_id ON postings (id);
+CREATE TABLE IF NOT EXISTS term_df (term TEXT PRIMARY KEY, df INTEGER NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS stats (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 INSERT OR IGNORE INTO stats VALUES ('n', 0), ('total_length', 0);
 CREATE TABLE IF NOT EXISTS trash (id TEXT PRIMARY KEY) WITHOUT ROWID;
@@ -75,6 +77,18 @@ def file_sha256(path: Path) -> str:
 def state_path(db: Path, collection: str) -> Path:
     """Where the state of ``collection`` lives."""
     return Path(db) / f"{collection}{STATE_SUFFIX}"
+
+
+def _count_document_frequencies(conn: sqlite3.Connection) -> None:
+    """Fill ``term_df`` for a file written before it existed (new files start counted, with no terms).
+    While a writer holds the file this is left for a later open: searches count per term meanwhile."""
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        count_document_frequencies(conn)
+        conn.execute("COMMIT")
+    except sqlite3.OperationalError:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
 
 
 def _private_file(path: Path) -> None:
@@ -118,6 +132,8 @@ class IndexState:
         conn.executescript(_SCHEMA)
         if not existed:
             conn.execute(f"PRAGMA user_version = {TERMS_VERSION}")
+        if conn.execute("SELECT 1 FROM stats WHERE key = ?", (DF_READY,)).fetchone() is None:
+            _count_document_frequencies(conn)
         state = cls(conn, path)
         state.lexical.outdated = conn.execute("PRAGMA user_version").fetchone()[0] != TERMS_VERSION
         # Every method below runs inside one explicit transaction until commit().

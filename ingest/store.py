@@ -127,6 +127,7 @@ class Store:
         self.url = url  # the Chroma server, or None for the embedded store in ``db``
         self._client = client
         self._col = chroma_collection
+        self._max_batch: int | None = None
 
     def close(self) -> None:
         """Release the client: the HTTP connections of a server client, the embedded system when no
@@ -238,7 +239,9 @@ class Store:
         return int(self._guard(self._col.count))
 
     def max_batch(self) -> int:
-        return max(1, int(self._guard(self._client.get_max_batch_size)))
+        if self._max_batch is None:
+            self._max_batch = max(1, int(self._guard(self._client.get_max_batch_size)))
+        return self._max_batch
 
     def add(
         self, chunks: Sequence[Chunk], embeddings: np.ndarray, file_meta: dict[str, dict[str, Any]] | None = None
@@ -271,13 +274,14 @@ class Store:
 
     def query(self, embedding: np.ndarray, n: int, where: dict[str, Any] | None = None) -> list[StoredChunk]:
         """The ``n`` nearest chunks by Chroma's ANN index, with their embeddings for exact re-scoring."""
-        total = self.count()
-        if total == 0 or n <= 0:
+        if n <= 0:
             return []
+        # No count() first: Chroma (1.5) returns fewer than ``n_results`` from a smaller (or empty)
+        # collection, and the extra round trip was a fifth of a dense query.
         result = self._guard(
             lambda: self._col.query(
                 query_embeddings=[np.asarray(embedding, dtype=np.float32)],
-                n_results=min(n, total),
+                n_results=n,
                 where=where or None,
                 include=["documents", "metadatas", "embeddings", "distances"],
             )
