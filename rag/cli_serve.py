@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import os
+import threading
+from typing import TYPE_CHECKING
 
 import click
 
-from ingest.errors import ConfigError
+from ingest.errors import ConfigError, RagError
 from rag.options import store_options
 from rag.output import handle_errors, note
+
+if TYPE_CHECKING:
+    from rag.serve.state import ServeConfig
 
 DEFAULT_PORT = 8765
 
@@ -51,10 +56,26 @@ def serve_command(
     if token:
         note("every API call needs `Authorization: Bearer <token>`; the page asks for the token once")
     note("Ctrl-C stops the server")
+    threading.Thread(target=check_models, args=(config,), name="rag-serve-check", daemon=True).start()
     try:
         server.run(sockets=[sock])
+    except KeyboardInterrupt:  # uvicorn shuts down, then re-raises Ctrl-C: for a server that is a normal stop
+        note("stopped")
     finally:
         sock.close()
+
+
+def check_models(config: ServeConfig) -> None:
+    """Say at once, on stderr, when Ollama or a model is missing (the server starts anyway: the page
+    shows the same error when asked, and it may be fixed meanwhile)."""
+    from rag.api import RAG
+
+    try:
+        with RAG(db=config.db, collection=config.collection, host=config.ollama_host,
+                 chat_model=config.chat_model) as kb:
+            kb.ensure_models()
+    except RagError as err:
+        note(f"warning: {err}")
 
 
 COMMANDS: list[click.Command] = [serve_command]
