@@ -174,3 +174,9 @@ def test_a_second_collection_is_a_second_model(server: RunningServer, bundled: O
     assert [m.model for m in client.list().models] == ["rag/docs", "rag/recipes"]
     reply = client.chat(model="rag/recipes", messages=[{"role": "user", "content": "How hot is the sourdough baked?"}])
     assert "230 degrees" in (reply.message.content or "") and "[1] bread.md — Bread" in (reply.message.content or "")
+
+
+def test_version_is_rags_own(server: RunningServer) -> None:
+    from importlib.metadata import version
+
+    assert httpx.get(server.url + "api/version", timeout=60).json() == {"version": version("folder-rag")}

@@ -29,6 +29,7 @@ from rag.serve.state import MODEL_PREFIX, ServeState
 from rag.types import Answer, Citation, location
 
 NDJSON = "application/x-ndjson"
+DISTRIBUTION = "folder-rag"  # the name pyproject.toml installs `rag` under
 ROLES = ("user", "assistant")
 
 
@@ -155,7 +156,7 @@ async def version(request: Request) -> Response:
     from importlib.metadata import version as package_version
 
     try:
-        return JSONResponse({"version": package_version("rag")})
+        return JSONResponse({"version": package_version(DISTRIBUTION)})
     except PackageNotFoundError:  # run from a source tree that is not installed
         return JSONResponse({"version": "0.0.0"})
 
