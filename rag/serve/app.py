@@ -79,14 +79,20 @@ async def json_body(request: Request) -> dict[str, Any]:
     return body
 
 
-def text_field(body: Mapping[str, Any], name: str, *, required: bool = False) -> str | None:
+def text_field(body: Mapping[str, Any], name: str) -> str | None:
+    """An optional string field; empty counts as absent."""
     value = body.get(name)
-    if value is None or (isinstance(value, str) and not value.strip() and not required):
-        if required:
-            raise BadRequest(f"'{name}' is required")
+    if value is None or value == "":
         return None
-    if not isinstance(value, str) or not value.strip():
-        raise BadRequest(f"'{name}' must be a non-empty string")
+    if not isinstance(value, str):
+        raise BadRequest(f"'{name}' must be a string")
+    return value if value.strip() else None
+
+
+def required_text(body: Mapping[str, Any], name: str) -> str:
+    value = text_field(body, name)
+    if value is None:
+        raise BadRequest(f"'{name}' is required: a non-empty string")
     return value
 
 
@@ -130,8 +136,7 @@ async def ask(request: Request) -> Response:
     """POST /api/ask: JSON answer, or SSE `contexts`, `piece`..., `answer` (or `error`)."""
     try:
         body = await json_body(request)
-        question = text_field(body, "question", required=True)
-        assert question is not None
+        question = required_text(body, "question")
         stream = state_of(request).kb(text_field(body, "collection")).ask(
             question, stream=True, k=k_field(body.get("k")), path=text_field(body, "path"),
             kinds=kinds_field(body.get("type")), history=history_field(body.get("history")),
@@ -166,8 +171,7 @@ async def search(request: Request) -> Response:
     """GET /api/search?q=...&k=&path=&type=&mode=: the same object as `rag search --json`."""
     params = request.query_params
     try:
-        query = text_field(params, "q", required=True)
-        assert query is not None
+        query = required_text(params, "q")
         mode = params.get("mode") or None
         if mode not in (None, "hybrid", "dense", "bm25"):
             raise BadRequest(f"'mode' must be hybrid, dense or bm25, not {mode!r}")
