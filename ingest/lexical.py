@@ -364,6 +364,15 @@ class LexicalIndex:
                     partial[cid] += part(term, tf, lengths[cid])
             scores.update(partial)
 
+    def owners(self, ids: Sequence[str]) -> dict[str, str]:
+        """Chunk id -> source for the ids in the ``docs`` table (the committed ones), in one read."""
+        out: dict[str, str] = {}
+        with self._errors("read"):
+            for batch in _batches(list(ids), 500):
+                marks = ",".join("?" * len(batch))
+                out.update(self._conn.execute(f"SELECT id, source FROM docs WHERE id IN ({marks})", batch))
+        return out
+
     def _document_frequencies(self, terms: list[str], *, counted: bool) -> dict[str, int]:
         """Each term's document frequency: from ``term_df`` once it is ``counted``, else counted from the postings."""
         marks = ",".join("?" * len(terms))

@@ -272,22 +272,31 @@ class Store:
         for i in range(0, len(ids), 5000):
             self._guard(lambda i=i: self._col.delete(ids=ids[i : i + 5000]))
 
-    def query(self, embedding: np.ndarray, n: int, where: dict[str, Any] | None = None) -> list[StoredChunk]:
-        """The ``n`` nearest chunks by Chroma's ANN index, with their embeddings for exact re-scoring."""
+    def query(
+        self, embedding: np.ndarray, n: int, where: dict[str, Any] | None = None, *, with_text: bool = True
+    ) -> list[StoredChunk]:
+        """The ``n`` nearest chunks by Chroma's ANN index, with their embeddings for exact re-scoring.
+
+        ``with_text=False`` leaves out texts and metadata (empty ``text`` and ``source``): reading them
+        is most of the cost of a query for 30 candidates, and a search needs them for its top few only.
+        """
         if n <= 0:
             return []
         # No count() first: Chroma (1.5) returns fewer than ``n_results`` from a smaller (or empty)
         # collection, and the extra round trip was a fifth of a dense query.
+        include = ["embeddings", "distances"] + (["documents", "metadatas"] if with_text else [])
         result = self._guard(
             lambda: self._col.query(
                 query_embeddings=[np.asarray(embedding, dtype=np.float32)],
                 n_results=n,
                 where=where or None,
-                include=["documents", "metadatas", "embeddings", "distances"],
+                include=include,
             )
         )
-        return _rows(result["ids"][0], result["documents"][0], result["metadatas"][0],
-                     result["embeddings"][0], result["distances"][0])
+        ids = result["ids"][0]
+        docs = result["documents"][0] if with_text else [None] * len(ids)
+        metas = result["metadatas"][0] if with_text else [None] * len(ids)
+        return _rows(ids, docs, metas, result["embeddings"][0], result["distances"][0])
 
     def nearest_ids(self, embeddings: np.ndarray, n: int) -> list[list[str]]:
         """For each vector, the ids of its ``n`` nearest chunks (the reachability check)."""

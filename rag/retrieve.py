@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import fnmatch
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 import numpy as np
@@ -42,6 +43,10 @@ KIND_ALIASES = {
     "text": "text",
     "code": "code",
 }
+
+
+# BM25 searches run here while their query is embedded (`search`); threads start on first use.
+_BM25_WORKERS = ThreadPoolExecutor(max_workers=4, thread_name_prefix="rag-bm25")
 
 
 # -- numpy ranking functions -------------------------------------------------------------------
@@ -173,17 +178,23 @@ def search(
     if sources is not None and not sources:
         return []
     pool = max(settings.pool, k)
+    # BM25 needs no embedding: it runs on a worker thread while the query is embedded and Chroma
+    # searched (SQLite and the HTTP wait release the GIL).
+    lexical_run = (
+        _BM25_WORKERS.submit(lexical.search, query, pool, sources=sources, kinds=kind_list)
+        if mode != "dense" and lexical is not None
+        else None
+    )
     qvec = embedder.embed_query(query)
-
-    dense = [] if mode == "bm25" else store.query(qvec, pool, chroma_where(sources, kind_list))
-    lex: list[tuple[str, float]] = []
-    if mode != "dense" and lexical is not None:
-        lex = lexical.search(query, pool, sources=sources, kinds=kind_list)
+    # Texts and metadata are read for the passages returned only; the candidates' sources come from
+    # the index state, which also says which ones are committed.
+    dense = [] if mode == "bm25" else store.query(qvec, pool, chroma_where(sources, kind_list), with_text=False)
+    lex: list[tuple[str, float]] = lexical_run.result() if lexical_run is not None else []
 
     # Only chunks that committed file records own: a batch being written, or chunks it replaced,
     # are never returned, so a reader sees each file whole, as of one commit.
-    committed = state.committed([c.id for c in dense])
-    dense = [c for c in dense if c.id in committed]
+    owners = state.lexical.owners([c.id for c in dense])
+    dense = [replace(c, source=owners[c.id]) for c in dense if c.id in owners]
     by_id = {c.id: c for c in dense}
     missing = [cid for cid, _ in lex if cid not in by_id]
     by_id.update({c.id: c for c in store.get(missing, with_embeddings=True)})
@@ -203,12 +214,6 @@ def search(
                                 [settings.dense_weight, 1.0 - settings.dense_weight]))
 
     ranked = sorted(relevance, key=lambda cid: (-relevance[cid], cid))
-    # The floor gates the question, not each passage: if the best candidates are not relevant
-    # enough, the documents do not hold the answer; otherwise weaker passages may still add context.
-    top = [by_id[cid] for cid in ranked[:k]]
-    best_cos = max(cos_by_id[c.id] for c in top)
-    if not passes_floor(best_cos, overlap(set(terms(query)), "\n".join(c.text for c in top)), settings):
-        return []
     chosen = [by_id[cid] for cid in ranked]
     order = mmr(
         np.array([relevance[c.id] for c in chosen]),
@@ -218,7 +223,21 @@ def search(
         groups=[c.source for c in chosen],
         cap=settings.per_file_cap,
     )
-    return [to_hit(chosen[i], cos_by_id[chosen[i].id]) for i in order]
+    picked = [chosen[i] for i in order]
+    top = chosen[:k]
+    # One read for the texts of the top k (the floor below) and of the passages returned.
+    fetched = set(missing)
+    unread = list(dict.fromkeys(c.id for c in top + picked if c.id not in fetched))
+    # A chunk a writer replaced since the query is gone from the store: it is left out.
+    full = {c.id: c for c in by_id.values() if c.id in fetched}
+    full.update({c.id: c for c in store.get(unread)})
+    # The floor gates the question, not each passage: if the best candidates are not relevant
+    # enough, the documents do not hold the answer; otherwise weaker passages may still add context.
+    best_cos = max(cos_by_id[c.id] for c in top)
+    top_text = "\n".join(full[c.id].text for c in top if c.id in full)
+    if not passes_floor(best_cos, overlap(set(terms(query)), top_text), settings):
+        return []
+    return [to_hit(full[c.id], cos_by_id[c.id]) for c in picked if c.id in full]
 
 
 def overlap(query_terms: set[str], text: str) -> float:
