@@ -26,12 +26,13 @@ from ingest.records import Chunk, IndexReport, Skip
 from rag.types import Answer, Citation, Hit
 
 if TYPE_CHECKING:
+    from rag.aio import AsyncRAG
     from rag.api import RAG, IndexStatus
     from rag.client import OllamaClient
 
 # Loaded on first use, so that `import rag.server` (the bundled Ollama double, used in other
 # projects' test suites) does not pull in chromadb, numpy and tiktoken.
-_LAZY = {"RAG": "rag.api", "IndexStatus": "rag.api", "OllamaClient": "rag.client"}
+_LAZY = {"RAG": "rag.api", "IndexStatus": "rag.api", "OllamaClient": "rag.client", "AsyncRAG": "rag.aio"}
 
 
 def __getattr__(name: str) -> Any:
@@ -43,6 +44,7 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "RAG",
+    "AsyncRAG",
     "Answer",
     "Chunk",
     "Citation",

@@ -13,7 +13,7 @@ from readpath import indexed_settings, requests_to
 from serve_support import ObservedServer, served, wait_until
 
 from ingest.errors import ModelNotFound, OllamaUnreachable, StoreError
-from rag.aio import AsyncRAG
+from rag import AsyncRAG
 from rag.answer import NO_ANSWER_ZH
 from rag.server import OllamaServer
 from rag.server.http import BUSY
