@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +17,7 @@ from serve_support import ObservedServer, served, wait_until
 from ingest.errors import ModelNotFound, OllamaUnreachable, StoreError
 from rag import AsyncRAG
 from rag.answer import NO_ANSWER_ZH
-from rag.server import OllamaServer
+from rag.server import Generation, HashEngine, OllamaServer
 from rag.server.http import BUSY
 from rag.server.protocol import error_reply
 
@@ -165,3 +167,41 @@ def test_a_busy_server_is_retried_and_a_dead_one_is_a_clear_error(tmp_path: Path
     assert "two years" in text and len(chats) == 2  # the 503, then the retry
     with pytest.raises(OllamaUnreachable, match="not reachable"):
         asyncio.run(main(AsyncRAG(db=tmp_path / "db", host=busy.url)))  # stopped now
+
+
+class SlowHashEngine(HashEngine):
+    """The hash engine, a piece every 0.1 s (a model that takes its time), counting the pieces it made."""
+
+    made = 0
+
+    def chat(self, model: str, messages: list[dict[str, Any]], options: dict[str, Any]) -> Generation:
+        gen = super().chat(model, messages, options)
+        pieces = list(gen.pieces) * 20  # a long answer
+
+        def slowly() -> Iterator[str]:
+            for piece in pieces:
+                time.sleep(0.1)
+                self.made += 1
+                yield piece
+
+        gen.pieces = slowly()
+        return gen
+
+
+def test_a_reader_who_leaves_stops_the_model(tmp_path: Path) -> None:
+    engine = SlowHashEngine()
+    with OllamaServer(engine) as slow, served(slow, tmp_path) as srv:
+        with httpx.stream("POST", srv.url + "api/ask", json={"question": WARRANTY},
+                          headers={"Accept": "text/event-stream"}, timeout=60) as response:
+            for line in response.iter_lines():
+                if line.startswith("event: piece"):
+                    break  # the reader closes the tab after the first piece
+        wait_until(lambda: made_after(engine) >= 0, "the model stood still")
+    assert 1 <= engine.made < 20  # of 20 x the answer's pieces: a few, made before the reader left
+
+
+def made_after(engine: SlowHashEngine, seconds: float = 0.5) -> int:
+    """The engine's count once it has stood still for ``seconds``."""
+    before = engine.made
+    time.sleep(seconds)
+    return before if engine.made == before else -1
