@@ -280,11 +280,11 @@ class LexicalIndex:
     ) -> list[tuple[str, float]]:
         """The ``k`` best chunks for ``query`` by BM25 (``k1``, ``b``), as (chunk id, score), best first.
 
-        MaxScore: terms are read rarest first, and a commoner term is read only while documents holding
-        nothing but the unread terms could still reach the top ``k`` (every term's score is below
-        ``weight * idf * (k1 + 1)``); otherwise it is looked up only for the candidates already found
+        MaxScore: terms are read rarest first, and a commoner term is read only while chunks holding
+        nothing but the unread terms could still reach the top ``k`` (a term scores below
+        ``weight * idf * (k1 + 1)``); the unread terms are then looked up only for the candidates found
         that could still rank. Exact while the postings read stay within `MAX_POSTINGS`; past that the
-        top ``k`` is taken among the candidates found so far (see `MAX_POSTINGS`).
+        top ``k`` is taken among the candidates found so far, with exact scores (see `MAX_POSTINGS`).
         """
         qterms = query_terms(query)
         if not qterms or k <= 0:
@@ -307,62 +307,61 @@ class LexicalIndex:
             def part(term: str, tf: int, length: int) -> float:
                 return weight[term] * tf * (k1 + 1) / (tf + k1 * (1 - b + b * length / avgdl))
 
-            # chunk id -> its full score over every query term (exact for each id present)
+            # chunk id -> the sum of the scores of the terms read so far: a lower bound of its full score
             scores: dict[str, float] = {}
-            seen: set[str] = set()  # found in a term read, whether kept or dropped as unable to rank
+            lengths: dict[str, int] = {}
             read = 0
             while unread:
-                kth = heapq.nlargest(k, scores.values())[-1] if len(scores) >= k else -math.inf
                 # A chunk not yet found holds only unread terms, so it scores below their bounds' sum.
-                if sum(bound[t] for t in unread) <= kth:
+                if sum(bound[t] for t in unread) <= _kth(scores, k):
+                    break
+                if read + df[unread[0]] > MAX_POSTINGS and scores:
                     break
                 term = unread.pop(0)
-                if read + df[term] > MAX_POSTINGS and scores:
-                    break
                 sql = (
                     "SELECT p.id, p.tf, d.length FROM postings p JOIN docs d ON d.id = p.id "
                     f"WHERE p.term = ?{filters} LIMIT ?"
                 )
                 rows = self._conn.execute(sql, [term, *filter_params, MAX_POSTINGS]).fetchall()
                 read += len(rows)
-                found = [(part(term, tf, length), cid, length) for cid, tf, length in rows if cid not in seen]
-                seen.update(cid for _, cid, _ in found)
-                self._score_rest(found, unread, scores, k, bound, part)
+                w = weight[term]
+                for cid, tf, length in rows:
+                    scores[cid] = scores.get(cid, 0.0) + w * tf * (k1 + 1) / (tf + k1 * (1 - b + b * length / avgdl))
+                    lengths[cid] = length
                 if read >= MAX_POSTINGS:
                     break
+            if unread and scores:
+                self._add_unread_terms(scores, lengths, unread, k, bound, part)
         # Ties broken by id so results are deterministic across runs.
         best = sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))
         return best[:k]
 
-    def _score_rest(
+    def _add_unread_terms(
         self,
-        found: list[tuple[float, str, int]],
-        rest: list[str],
         scores: dict[str, float],
+        lengths: dict[str, int],
+        unread: list[str],
         k: int,
         bound: dict[str, float],
         part: Callable[[str, int, int], float],
     ) -> None:
-        """Add newly found chunks (score so far, id, length) to ``scores`` with the ``rest`` terms' scores,
-        best first, dropping those that cannot reach the top ``k`` even with every rest term at its bound."""
-        rest_bound = sum(bound[t] for t in rest)
-        found.sort(key=lambda f: (-f[0], f[1]))
-        for start in range(0, len(found), _LOOKUP_BATCH):
-            kth = heapq.nlargest(k, scores.values())[-1] if len(scores) >= k else -math.inf
-            batch = [f for f in found[start : start + _LOOKUP_BATCH] if f[0] + rest_bound >= kth]
+        """Complete the scores of the candidates that could still reach the top ``k`` with the terms not
+        read, looked up for those candidates only, best candidates first. The others keep a partial
+        score that stays below the ``k``-th best, so they never rank."""
+        unread_bound = sum(bound[t] for t in unread)
+        order = sorted(scores, key=lambda cid: (-scores[cid], cid))
+        term_marks = ",".join("?" * len(unread))
+        for start in range(0, len(order), _LOOKUP_BATCH):
+            kth = _kth(scores, k)
+            batch = [cid for cid in order[start : start + _LOOKUP_BATCH] if scores[cid] + unread_bound >= kth]
             if not batch:
-                return  # sorted: the rest score lower still
-            partial = {cid: score for score, cid, _ in batch}
-            if rest:
-                lengths = {cid: length for _, cid, length in batch}
-                term_marks = ",".join("?" * len(rest))
-                id_marks = ",".join("?" * len(batch))
-                for term, cid, tf in self._conn.execute(
-                    f"SELECT term, id, tf FROM postings WHERE term IN ({term_marks}) AND id IN ({id_marks})",
-                    [*rest, *partial],
-                ):
-                    partial[cid] += part(term, tf, lengths[cid])
-            scores.update(partial)
+                return  # sorted: the rest have lower partial scores still
+            id_marks = ",".join("?" * len(batch))
+            for term, cid, tf in self._conn.execute(
+                f"SELECT term, id, tf FROM postings WHERE term IN ({term_marks}) AND id IN ({id_marks})",
+                [*unread, *batch],
+            ):
+                scores[cid] += part(term, tf, lengths[cid])
 
     def owners(self, ids: Sequence[str]) -> dict[str, str]:
         """Chunk id -> source for the ids in the ``docs`` table (the committed ones), in one read."""
@@ -415,6 +414,11 @@ class _MapErrors:
 def _batches(items: list[str], size: int) -> Iterable[list[str]]:
     for i in range(0, len(items), size):
         yield items[i : i + size]
+
+
+def _kth(scores: dict[str, float], k: int) -> float:
+    """The ``k``-th best score (minus infinity while fewer than ``k``)."""
+    return heapq.nlargest(k, scores.values())[-1] if len(scores) >= k else -math.inf
 
 
 def _filter_sql(
