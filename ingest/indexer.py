@@ -44,6 +44,8 @@ TOKENIZER = "cl100k_base"
 # Chunks wait for the embedder in groups of this many batches: big enough to fill batches
 # across many small files, small enough that memory stays flat.
 BUFFER_BATCHES = 4
+# Other clients learn of new commits (the generation) and the lock is re-checked at most this often.
+PUBLISH_SECONDS = 2.0
 # Below this many files to load, a process pool costs more to start than it saves.
 POOL_MIN_FILES = 32
 LEGACY_MANIFEST = ".manifest.json"
@@ -211,6 +213,9 @@ class Indexer:
         self._done = 0
         self._total = 0
         self._chunks_seen = 0
+        self._last_check = 0.0  # monotonic time of the last lock check
+        self._last_publish = time.monotonic()
+        self._unpublished = False
 
     def run(self) -> IndexReport:
         """Sync the folder; return what changed."""
@@ -465,7 +470,7 @@ class Indexer:
 
     def _write(self, group: _Group, vectors: np.ndarray, records: dict[str, FileRecord]) -> None:
         """Commit one group: chunks, then records + postings (one transaction), then the replaced chunks."""
-        self.lock.check()
+        self._check_lock()
         self._fingerprint_once(int(vectors.shape[1]))
         file_meta = {
             f.rel: {"file_sha256": f.sha256, "file_size": f.size, "file_mtime": f.mtime} for f in group.files
@@ -488,7 +493,9 @@ class Indexer:
             (self.report.updated if old is not None and old.chunks > 0 else self.report.added).append(f.rel)
         self.report.chunks += len(group.chunks)
         self._drop(stale)
-        self._publish()
+        self._unpublished = True
+        if time.monotonic() - self._last_publish >= PUBLISH_SECONDS:
+            self._publish()
 
     def _drop(self, ids: list[str]) -> None:
         """Delete replaced chunks from the store, then from the trash (a crash between is replayed)."""
@@ -499,8 +506,17 @@ class Indexer:
         self.state.clear_trash(ids)
         self.state.commit()
 
+    def _check_lock(self) -> None:
+        """Fencing: stop if the lock was taken over. Checked at most every PUBLISH_SECONDS (a takeover
+        needs a minute of silence from this writer, whose heartbeat runs every few seconds)."""
+        if time.monotonic() - self._last_check >= PUBLISH_SECONDS:
+            self.lock.check()
+            self._last_check = time.monotonic()
+
     def _publish(self) -> None:
-        """Tell other clients of the store that committed state changed."""
+        """Tell other clients of the store that committed state changed (bump the generation)."""
+        self._unpublished = False
+        self._last_publish = time.monotonic()
         generation = self.store.bump_generation()
         self.state.begin()
         self.state.set_meta("generation", str(generation))
@@ -521,7 +537,7 @@ class Indexer:
         gone = sorted(set(records) - seen)
         if not gone:
             return
-        self.lock.check()
+        self._check_lock()
         stale: list[str] = []
         self.state.begin()
         for rel in gone:
@@ -530,10 +546,12 @@ class Indexer:
                 self.report.removed.append(rel)
         self.state.commit()
         self._drop(stale)
-        self._publish()
+        self._unpublished = True
 
     def _finish(self) -> None:
-        """Record this run's skips for `rag status`, and clear the skips of files that loaded."""
+        """Publish the last commits, and record this run's skips for `rag status`."""
+        if self._unpublished:
+            self._publish()
         self.state.begin()
         self.state.set_meta("root", str(self.root))
         self.state.set_meta("last_run", json.dumps({"skipped": [[s.path, s.reason] for s in self.report.skipped]},

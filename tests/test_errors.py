@@ -115,10 +115,10 @@ SDK_EXCEPTIONS: list[tuple[str, Callable[[], BaseException], type[RagError], str
     ("ConnectTimeout", lambda: httpx.ConnectTimeout("slow", request=REQUEST), OllamaTimeout, "in time"),
     ("PoolTimeout", lambda: httpx.PoolTimeout("slow", request=REQUEST), OllamaTimeout, "in time"),
     ("WriteTimeout", lambda: httpx.WriteTimeout("slow", request=REQUEST), OllamaTimeout, "in time"),
-    (
+    (  # the server closed the connection without answering: it went away mid-request
         "RemoteProtocolError",
         lambda: httpx.RemoteProtocolError("closed", request=REQUEST),
-        OllamaError,
+        OllamaUnreachable,
         "OLLAMA_HOST",
     ),
     ("ValidationError", _validation_error, OllamaError, "at least 1 character"),

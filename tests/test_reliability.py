@@ -105,7 +105,7 @@ def test_kill_9_during_a_first_index_loses_nothing(slow_server, tmp_path, trial)
     proc = rag_index(folder, db, slow_server.url)
     time.sleep(rng.uniform(0.8, 4.0))
     proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    proc.communicate()  # reaps it and closes its pipes
     code, report, err = finish(rag_index(folder, db, slow_server.url))
     assert code == 0, err
     assert report["updated"] == []  # none was indexed before: every file is "added" or (if done) "unchanged"
@@ -128,7 +128,7 @@ def test_kill_9_during_an_update_loses_nothing(slow_server, tmp_path, trial):
     proc = rag_index(folder, db, slow_server.url)
     time.sleep(rng.uniform(0.8, 3.5))
     proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    proc.communicate()  # reaps it and closes its pipes
     code, report, err = finish(rag_index(folder, db, slow_server.url))
     assert code == 0, err
     assert not set(report["updated"]) & set(new)  # never indexed before the crash: added, not updated
