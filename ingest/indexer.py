@@ -32,6 +32,7 @@ from ingest.chunking import chunk_document
 from ingest.config import IndexSettings
 from ingest.embedder import Embedder, EmbedderPool, max_chunk_tokens
 from ingest.errors import CollectionNotFound, ConfigError, IndexMismatch, LoadError, RagError, StoreError
+from ingest.language import HanShare
 from ingest.loaders import LoadLimits
 from ingest.lock import WriterLock, lock_name
 from ingest.paths import source_name
@@ -216,6 +217,7 @@ class Indexer:
         self._last_check = 0.0  # monotonic time of the last lock check
         self._last_publish = time.monotonic()
         self._unpublished = False
+        self.han = HanShare()  # how Chinese the text read in this run is (the embedding-model warning)
 
     def run(self) -> IndexReport:
         """Sync the folder; return what changed."""
@@ -265,8 +267,7 @@ class Indexer:
         self._done = len(self.report.unchanged)
         if jobs:
             size, overlap = self._chunk_sizes()
-            limits = LoadLimits(self.settings.max_text_ratio, self.settings.max_text_chars, self.settings.max_pages,
-                                self.settings.max_parse_seconds)
+            limits = LoadLimits.from_settings(self.settings)
             jobs = [LoadJob(j.path, j.root, j.rel, j.old_sha, size, overlap, limits) for j in jobs]
             self._pipeline(jobs, records, touched)
         self._remove_missing(records, seen)
@@ -443,6 +444,8 @@ class Indexer:
                     continue
                 group.files.append(loaded)
                 group.chunks.extend(loaded.chunks)
+                for chunk in loaded.chunks[:4]:  # a sample per file is enough for a share
+                    self.han.add(chunk.text)
                 self._chunks_seen += len(loaded.chunks)
                 self._tick(loaded.rel)
                 if len(group.chunks) >= limit:
@@ -549,9 +552,12 @@ class Indexer:
         self._unpublished = True
 
     def _finish(self) -> None:
-        """Publish the last commits, and record this run's skips for `rag status`."""
+        """Publish the last commits, warn about a Chinese-heavy folder, record this run's skips for `rag status`."""
         if self._unpublished:
             self._publish()
+        advice = self.han.warning(self.embedder.model, str(self.root))
+        if advice:
+            self.report.warnings.append(Skip(str(self.root), advice))
         self.state.begin()
         self.state.set_meta("root", str(self.root))
         self.state.set_meta("last_run", json.dumps({"skipped": [[s.path, s.reason] for s in self.report.skipped]},
