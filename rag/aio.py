@@ -118,6 +118,13 @@ class AsyncRAG:
         return self.sync.host
 
     @property
+    def chat_host(self) -> str:
+        """Where answers come from: the first of RAG_CHAT_HOSTS, else the host. (Unlike `RAG`, no
+        fail-over to the next chat host yet.)"""
+        settings = self.sync.index_settings
+        return (settings.chat_hosts or (settings.host,))[0]
+
+    @property
     def db(self) -> Path:
         return self.sync.db
 
@@ -187,7 +194,7 @@ class AsyncRAG:
         client = self._clients.get(loop)
         if client is None:
             settings = self.sync.index_settings
-            client = make_async_client(settings.host, settings.timeouts)  # with OLLAMA_HOST's credentials
+            client = make_async_client(self.chat_host, settings.timeouts)  # with OLLAMA_HOST's credentials
             self._clients[loop] = client
         return client
 
@@ -303,7 +310,7 @@ class AsyncRAG:
         settings = self.read_settings()
         messages, options = rewrite_request(history, follow_up, settings)
         try:
-            reply = await _acall(self._client().chat, settings.chat_model, messages, host=self.host, stream=False,
+            reply = await _acall(self._client().chat, settings.chat_model, messages, host=self.chat_host, stream=False,
                                  think=False, options=options)
         except OllamaError:
             return fallback_query(history, follow_up)
@@ -315,7 +322,7 @@ class AsyncRAG:
         return _astream(
             lambda: client.chat(settings.chat_model, plan.messages, stream=True, think=False,
                                 options=plan.options),
-            host=self.host, model=settings.chat_model,
+            host=self.chat_host, model=settings.chat_model,
         )
 
 

@@ -205,3 +205,14 @@ def made_after(engine: SlowHashEngine, seconds: float = 0.5) -> int:
     before = engine.made
     time.sleep(seconds)
     return before if engine.made == before else -1
+
+
+def test_answers_come_from_the_chat_host_when_the_roles_are_split(ollama_server, tmp_path: Path) -> None:
+    async def main() -> str:
+        async with kb_for(ollama_server, tmp_path, chat_hosts=(chat_server.url,)) as kb:
+            return (await kb.ask(WARRANTY)).answer
+
+    with OllamaServer() as chat_server:
+        assert "two years" in asyncio.run(main())
+        assert len(requests_to(chat_server, "/api/chat")) == 1 and requests_to(chat_server, "/api/embed") == []
+    assert requests_to(ollama_server, "/api/chat") == []
