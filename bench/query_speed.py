@@ -177,7 +177,7 @@ def bm25_agreement(lexical: Any, queries: list[str], pool: int = 30) -> dict[str
     finally:
         ingest.lexical.MAX_POSTINGS = budget
     same_order = sum(1 for a, b in zip(bounded, exact, strict=True) if [i for i, _ in a] == [i for i, _ in b])
-    shared = [len({i for i, _ in a} & {i for i, _ in b}) / max(len(b), 1) for a, b in zip(bounded, exact, strict=True)]
+    shared = [len({i for i, _ in a} & {i for i, _ in b}) / len(b) for a, b in zip(bounded, exact, strict=True) if b]
     return {"max_postings": budget, "identical_top": round(same_order / len(queries), 3),
             "mean_shared_ids": round(statistics.mean(shared), 3)}
 

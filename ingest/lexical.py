@@ -347,15 +347,22 @@ class LexicalIndex:
     ) -> None:
         """Complete the scores of the candidates that could still reach the top ``k`` with the terms not
         read, looked up for those candidates only, best candidates first. The others keep a partial
-        score that stays below the ``k``-th best, so they never rank."""
+        score that stays below the ``k``-th best, so they never rank. Past `MAX_POSTINGS` lookups the
+        candidates not completed yet are dropped, so every score returned is a full one."""
         unread_bound = sum(bound[t] for t in unread)
         order = sorted(scores, key=lambda cid: (-scores[cid], cid))
         term_marks = ",".join("?" * len(unread))
+        looked = 0
         for start in range(0, len(order), _LOOKUP_BATCH):
             kth = _kth(scores, k)
             batch = [cid for cid in order[start : start + _LOOKUP_BATCH] if scores[cid] + unread_bound >= kth]
             if not batch:
                 return  # sorted: the rest have lower partial scores still
+            looked += len(batch) * len(unread)
+            if looked > MAX_POSTINGS and start > 0:
+                for cid in order[start:]:
+                    del scores[cid]
+                return
             id_marks = ",".join("?" * len(batch))
             for term, cid, tf in self._conn.execute(
                 f"SELECT term, id, tf FROM postings WHERE term IN ({term_marks}) AND id IN ({id_marks})",
