@@ -82,6 +82,8 @@ def state_path(db: Path, collection: str) -> Path:
 def _count_document_frequencies(conn: sqlite3.Connection) -> None:
     """Fill ``term_df`` for a file written before it existed (new files start counted, with no terms).
     While a writer holds the file this is left for a later open: searches count per term meanwhile."""
+    waited = conn.execute("PRAGMA busy_timeout").fetchone()[0]
+    conn.execute("PRAGMA busy_timeout = 50")  # a reader does not wait out a writer's batch for this
     try:
         conn.execute("BEGIN IMMEDIATE")
         count_document_frequencies(conn)
@@ -89,6 +91,8 @@ def _count_document_frequencies(conn: sqlite3.Connection) -> None:
     except sqlite3.OperationalError:
         if conn.in_transaction:
             conn.execute("ROLLBACK")
+    finally:
+        conn.execute(f"PRAGMA busy_timeout = {int(waited)}")
 
 
 def _private_file(path: Path) -> None:

@@ -167,3 +167,18 @@ def test_a_state_file_from_before_the_frequency_table_is_counted_on_open(tmp_pat
     assert kept == counted and kept
     same(state.lexical.search("zebra data 检索", 10), reference(chunks, "zebra data 检索", 10))
     state.close()
+
+
+def test_until_the_frequencies_are_counted_a_search_counts_postings(tmp_path: Path) -> None:
+    # The count on open is skipped while a writer holds the file; searches must rank the same meanwhile.
+    chunks = corpus(400, seed=9)
+    idx = LexicalIndex.open(tmp_path / "db", "docs")
+    idx.add(chunks)
+    idx.commit()
+    conn = sqlite3.connect(idx.path)  # type: ignore[arg-type]
+    conn.execute("DELETE FROM term_df")
+    conn.execute("DELETE FROM stats WHERE key = ?", (ingest.lexical.DF_READY,))
+    conn.commit()
+    conn.close()
+    same(idx.search("zebra data 检索", 10), reference(chunks, "zebra data 检索", 10))
+    idx.close()
