@@ -580,6 +580,7 @@ class Indexer:
         """Publish the last commits, warn about a Chinese-heavy folder, record this run's skips for `rag status`."""
         if self._unpublished:
             self._publish()
+        self.store.make_private()
         advice = self.han.warning(self.embedder.model, str(self.root))
         if advice:
             self.report.warnings.append(Skip(str(self.root), advice))

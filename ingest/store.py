@@ -144,6 +144,13 @@ class Store:
         except Exception:  # noqa: BLE001 - closing twice, or a client of another chromadb version
             pass
 
+    def make_private(self) -> None:
+        """Owner-only modes on the embedded store's files (its folder is 0700 already; Chroma makes
+        segment folders as it writes, so this runs again at the end of each index run)."""
+        if not self.url:
+            for path in chroma_files(self.db):
+                _chmod_private(path)
+
     @property
     def where(self) -> str:
         """Where the collection lives, for messages."""

@@ -353,3 +353,16 @@ def test_verify_reports_each_kind_of_damage_and_repair_fixes_it(ollama_server, t
     kb.index(folder)  # re-embeds the file that lost a chunk
     assert kb.verify().consistent
     assert_whole(kb.index_settings, files, folder)
+
+
+def test_the_index_folder_and_its_files_are_private_to_the_owner(ollama_server, tmp_path):
+    folder = tmp_path / "docs"
+    write_folder(folder, 2)
+    settings = settings_for(tmp_path / "db", ollama_server.url)
+    index_folder(folder, settings)
+    mode = settings.db.stat().st_mode & 0o777
+    assert mode == 0o700, oct(mode)
+    for path in [settings.db / "chroma.sqlite3", state_path(settings.db, "docs")]:
+        assert path.stat().st_mode & 0o077 == 0, f"{path.name} is readable by others: {oct(path.stat().st_mode)}"
+    for segment in (p for p in settings.db.iterdir() if p.is_dir()):
+        assert segment.stat().st_mode & 0o077 == 0, segment.name
