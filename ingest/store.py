@@ -130,16 +130,18 @@ class Store:
         self._max_batch: int | None = None
 
     def close(self) -> None:
-        """Release the client: the HTTP connections of a server client, the embedded system when no
-        other handle in this process uses it."""
+        """Release a server client's HTTP connections. The embedded client is left open: chromadb shares
+        one system per path in a process and tears it down on the last close, which races with another
+        thread opening the same path (rag serve indexes while it answers)."""
+        if not self.url:
+            return
         try:
-            if self.url:
-                # chromadb's HttpClient (and the admin client inside it) each keep an httpx pool that
-                # its close() leaves open; HTTP clients are never shared, so close them here.
-                for client in (self._client, getattr(self._client, "_admin_client", None)):
-                    session = getattr(getattr(client, "_server", None), "_session", None)
-                    if session is not None:
-                        session.close()
+            # chromadb's HttpClient (and the admin client inside it) each keep an httpx pool that its
+            # close() leaves open; HTTP clients are never shared, so close them here.
+            for client in (self._client, getattr(self._client, "_admin_client", None)):
+                session = getattr(getattr(client, "_server", None), "_session", None)
+                if session is not None:
+                    session.close()
             self._client.close()
         except Exception:  # noqa: BLE001 - closing twice, or a client of another chromadb version
             pass
