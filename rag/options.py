@@ -36,9 +36,21 @@ def host_option(fn: F) -> F:
 
 
 def _chroma_env(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
-    # The one settings resolution reads RAG_CHROMA_URL; the flag wins over the environment by setting it.
-    if value:
-        os.environ["RAG_CHROMA_URL"] = value
+    # The one settings resolution reads RAG_CHROMA_URL; the flag wins over the environment by setting it
+    # for the command's run, and the old value comes back when the command ends (an in-process caller,
+    # such as a test runner, keeps its environment).
+    if not value:
+        return
+    previous = os.environ.get("RAG_CHROMA_URL")
+    os.environ["RAG_CHROMA_URL"] = value
+
+    def restore() -> None:
+        if previous is None:
+            os.environ.pop("RAG_CHROMA_URL", None)
+        else:
+            os.environ["RAG_CHROMA_URL"] = previous
+
+    ctx.call_on_close(restore)
 
 
 def store_options(fn: F) -> F:

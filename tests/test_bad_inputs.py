@@ -451,7 +451,8 @@ def test_a_folder_of_bad_inputs_is_one_run_with_one_line_per_problem(
     assert reasons["bomb.pdf"].startswith("over budget") and "max_text_ratio" in reasons["bomb.pdf"]
     assert reasons["self.md"] == "symlink loop (the link points back to itself)"
     assert reasons["pipe.txt"] == "not a regular file (named pipe)"
-    assert [w.path for w in report.warnings] == [".ragignore:1"]
+    # (the folder's text is mostly Chinese: the embedding-model advice may join the .ragignore warning)
+    assert [w.path for w in report.warnings if "bge-m3" not in w.reason] == [".ragignore:1"]
     added = sorted(report.added)
     assert added[:2] == ["big5.txt", "good.md"] and len(added) == 3
     added[2].encode("utf-8")  # the report (and its JSON) can hold it
