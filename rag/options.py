@@ -41,7 +41,7 @@ def _chroma_env(ctx: click.Context, param: click.Parameter, value: str | None) -
     # such as a test runner, keeps its environment).
     if not value:
         return
-    previous = os.environ.get("RAG_CHROMA_URL")
+    previous = os.environ.pop("RAG_CHROMA_URL", None)
     os.environ["RAG_CHROMA_URL"] = value
 
     def restore() -> None:
