@@ -43,7 +43,7 @@ test-live: install
 	OLLAMA_LIVE_HOST=$${OLLAMA_LIVE_HOST:-http://127.0.0.1:11434} $(PY) -m pytest tests/contract
 
 demo: install
-	$(PY) -m rag.demo
+	$(PY) -m rag.dev.demo
 
 lint: install
 	$(PY) -m ruff check rag ingest tests scripts bench
@@ -66,7 +66,7 @@ $(ANCHORS_VENV)/.installed-stamp: bench/anchors/requirements.txt
 	@touch $@
 
 eval: install
-	$(PY) -m rag.evaluate
+	$(PY) -m rag.dev.evaluate
 
 clean:
 	rm -rf $(VENV) $(VENV310) .rag .pytest_cache

@@ -36,7 +36,7 @@ import snowballstemmer
 from ingest.errors import StoreError
 from ingest.language import HAN_RANGES, has_han
 
-# BM25 parameters: the usual Robertson/Lucene defaults, which also did best on our eval (rag.evaluate).
+# BM25 parameters: the usual Robertson/Lucene defaults, which also did best on our eval (rag.dev.evaluate).
 K1 = 1.2
 B = 0.75
 # The rules of `terms`: 1 = words + Han bigrams; 2 = the same with English Snowball stems;

@@ -4,7 +4,7 @@ The settings themselves are part of the one settings object, `ingest.config.Sett
 here with the defaults), resolved once: argument > RAG_* environment > default.
 
 The defaults for k, the candidate pool, MMR λ, the per-file cap, hybrid, the fusion and the
-relevance floor were chosen by `make eval` (`python -m rag.evaluate`; full tables in
+relevance floor were chosen by `make eval` (`python -m rag.dev.evaluate`; full tables in
 bench/results/eval.md):
 
 - hybrid is the default. On NFCorpus with real MiniLM embeddings (one index, fusion tuned on the

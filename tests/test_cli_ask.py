@@ -11,7 +11,7 @@ from readpath import indexed_settings, requests_to
 
 from rag.answer import NO_ANSWER_EN
 from rag.cli import cli
-from rag.output import EXIT_INDEX
+from rag.cli.output import EXIT_INDEX
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ from click.testing import CliRunner, Result
 
 from rag import RAG
 from rag.cli import cli
-from rag.options import collection_name_problem
+from rag.cli.options import collection_name_problem
 
 
 def rag(*args: str) -> Result:

@@ -19,14 +19,14 @@ from click.testing import CliRunner, Result
 from ingest import ollama_calls
 from ingest.store import Store
 from rag.cli import cli
-from rag.cli_models import PullReporter
-from rag.doctor import (
+from rag.cli.doctor import (
     check_context,
     check_gpu,
     check_host_security,
     check_index_dimension,
     check_prefixes,
 )
+from rag.cli.progress import PullReporter
 from rag.models_types import ModelDetails, PullProgress, RunningModel
 from rag.server import OllamaServer
 

@@ -1,4 +1,4 @@
-"""`make demo` (`python -m rag.demo`): it always does the main job, with or without an Ollama."""
+"""`make demo` (`python -m rag.dev.demo`): it always does the main job, with or without an Ollama."""
 
 from __future__ import annotations
 
@@ -9,14 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from rag import demo
+from rag.dev import demo
 
 
 def run_demo(tmp_path: Path, ollama_host: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "OLLAMA_HOST": ollama_host}
     env.pop("RAG_EMBED_MODEL", None)
     env.pop("RAG_CHAT_MODEL", None)
-    return subprocess.run([sys.executable, "-m", "rag.demo", "--db", str(tmp_path / "demo-db")],
+    return subprocess.run([sys.executable, "-m", "rag.dev.demo", "--db", str(tmp_path / "demo-db")],
                           capture_output=True, text=True, env=env, timeout=600, cwd=tmp_path)
 
 

@@ -17,7 +17,7 @@ from click.testing import CliRunner, Result
 
 from rag import RAG
 from rag.cli import cli
-from rag.doctor import check_chroma_security, check_host_security
+from rag.cli.doctor import check_chroma_security, check_host_security
 from rag.server import HashEngine, OllamaServer
 from rag.server.catalog import DEFAULT_CATALOG
 

@@ -215,7 +215,7 @@ def test_rag_reexports_the_whole_error_tree() -> None:
 
 
 @pytest.mark.parametrize(
-    "module", ["rag.client", "rag.client_v1", "rag.models_types", "rag.doctor", "rag.cli_models"]
+    "module", ["rag.client", "rag.client_v1", "rag.models_types", "rag.cli.doctor", "rag.cli.models"]
 )
 def test_all_is_honest(module: str) -> None:
     """`__all__` names exist, and every public class/function defined in the module is listed."""
@@ -268,8 +268,8 @@ def test_one_context_manager_translates_at_the_seam() -> None:
 
 
 def test_doctor_reads_what_and_fix_from_the_error() -> None:
+    from rag.cli.doctor import check_server
     from rag.client import OllamaClient
-    from rag.doctor import check_server
 
     host = f"http://127.0.0.1:{_free_port()}"
     with OllamaClient(host, retries=0) as client:
@@ -283,7 +283,7 @@ def test_doctor_reads_what_and_fix_from_the_error() -> None:
 def test_doctor_tells_a_missing_collection_by_its_type(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from ingest import store as store_module
     from ingest.errors import CollectionNotFound, StoreError
-    from rag.doctor import read_fingerprint
+    from rag.cli.doctor import read_fingerprint
 
     tmp_path.joinpath("db").mkdir()
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from rag.evaluate import (
+from rag.dev.evaluate import (
     QUESTIONS,
     SAMPLE_DOCS,
     Question,
@@ -66,7 +66,7 @@ def test_import_jsonl_writes_one_text_file_per_record(tmp_path: Path) -> None:
 def test_embedding_cache_answers_repeats_without_the_engine(tmp_path: Path) -> None:
     import ollama
 
-    from rag.eval_cache import CachingEngine
+    from rag.dev.eval_cache import CachingEngine
     from rag.server.hash_engine import HashEngine
     from rag.server.http import OllamaServer
 
@@ -108,7 +108,7 @@ def test_weighted_fusion_settings_are_validated() -> None:
 
 
 def test_beir_run_sweeps_fusion_on_dev_and_reports_both_splits(ollama_server, tmp_path: Path) -> None:
-    from rag.evaluate import FUSION_GRID, import_jsonl, markdown, run_beir
+    from rag.dev.evaluate import FUSION_GRID, import_jsonl, markdown, run_beir
 
     folder = tmp_path / "beir"
     (folder / "qrels").mkdir(parents=True)
@@ -137,7 +137,7 @@ def test_beir_run_sweeps_fusion_on_dev_and_reports_both_splits(ollama_server, tm
 
 
 def test_main_writes_one_results_file_set(tmp_path: Path) -> None:
-    from rag.evaluate import main
+    from rag.dev.evaluate import main
 
     assert main(["--engine", "hash", "--dataset", "sample", "--no-sweep", "--out", str(tmp_path)]) == 0
     data = json.loads((tmp_path / "eval.json").read_text(encoding="utf-8"))

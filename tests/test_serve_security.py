@@ -15,7 +15,7 @@ from serve_support import served
 
 from ingest.errors import ConfigError
 from rag.cli import cli
-from rag.output import EXIT_USAGE
+from rag.cli.output import EXIT_USAGE
 from rag.serve import RunningServer, check_bind
 from rag.server import OllamaServer
 

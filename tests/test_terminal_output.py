@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from rag.cli import cli
-from rag.output import safe_text
+from rag.cli.output import safe_text
 from rag.server import OllamaServer
 
 EVIL_TITLE = "\x1b]0;x\x07"  # OSC 0: sets the window title

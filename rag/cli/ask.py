@@ -11,9 +11,9 @@ import click
 from rag.answer import AnswerStream
 from rag.api import RAG
 from rag.chat import Chat
-from rag.cli_models import PullReporter
-from rag.options import host_option, json_option, question_argument, store_options
-from rag.output import echo, emit_json, handle_errors, note, safe_text
+from rag.cli.options import host_option, json_option, question_argument, store_options
+from rag.cli.output import echo, emit_json, handle_errors, note, safe_text
+from rag.cli.progress import PullReporter
 from rag.types import Answer, Citation, Hit, location
 
 F = Callable[..., Any]

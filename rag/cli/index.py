@@ -11,10 +11,10 @@ from ingest.errors import RagError
 from ingest.indexer import Progress
 from ingest.records import IndexReport
 from rag.api import RAG
-from rag.cli_models import PullReporter
+from rag.cli.options import host_option, json_option, store_options
+from rag.cli.output import EXIT_INDEX, echo, emit_json, handle_errors, note, safe_text
+from rag.cli.progress import PullReporter
 from rag.client import OllamaClient
-from rag.options import host_option, json_option, store_options
-from rag.output import EXIT_INDEX, echo, emit_json, handle_errors, note, safe_text
 
 
 @click.command("index")

@@ -1,4 +1,4 @@
-"""`make eval` (``python -m rag.evaluate``): retrieval quality for dense, BM25 and hybrid, and the defaults.
+"""`make eval` (``python -m rag.dev.evaluate``): retrieval quality for dense, BM25 and hybrid, and the defaults.
 
 Builds throw-away indexes in temp dirs against the bundled server and the official SDK, asks
 labelled questions, and writes ``bench/results/eval.md`` and ``eval.json``. Metrics are over
@@ -15,7 +15,7 @@ Runs, by default:
   Documents are ranked at their best chunk (per-file cap 1, λ 1) over a 300-chunk pool, so the
   top 100 holds ~100 distinct documents for Recall@100.
 
-MiniLM vectors are cached by content hash in ``bench/cache/embeddings.sqlite`` (`rag.eval_cache`,
+MiniLM vectors are cached by content hash in ``bench/cache/embeddings.sqlite`` (`rag.dev.eval_cache`,
 an engine wrapper inside the bundled server; ``--no-cache`` bypasses it), so a re-run costs
 minutes, not the ~15 minutes of embedding NFCorpus on 2 cores.
 
@@ -45,7 +45,7 @@ from rag.config import Settings
 from rag.retrieve import Mode, Retriever
 from rag.types import Hit
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]  # the repository (rag/dev/evaluate.py)
 QUESTIONS = ROOT / "tests" / "eval" / "questions.jsonl"
 SAMPLE_DOCS = ROOT / "sample_docs"
 NFCORPUS = ROOT.parent / "shared" / "data" / "nfcorpus"
@@ -331,7 +331,7 @@ def markdown_beir(r: dict[str, Any]) -> list[str]:
 
 def markdown(results: list[dict[str, Any]], notes: Sequence[str] = ()) -> str:
     """The eval.md report."""
-    out = ["# Retrieval evaluation", "", "Written by `make eval` (`python -m rag.evaluate`). Units: a file, or a PDF page.",
+    out = ["# Retrieval evaluation", "", "Written by `make eval` (`python -m rag.dev.evaluate`). Units: a file, or a PDF page.",
            "", *notes, ""]
     for r in results:
         if "splits" in r:
@@ -387,7 +387,7 @@ def open_server(engine: str, cache: Path | None) -> Any:
     from rag.server.http import OllamaServer, make_engine
 
     if engine == "local" and cache is not None:
-        from rag.eval_cache import CachingEngine
+        from rag.dev.eval_cache import CachingEngine
 
         return OllamaServer(CachingEngine(make_engine("local"), cache))
     return OllamaServer(engine)
@@ -397,7 +397,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the evaluation and write the results files."""
     from rag.server.http import EngineUnavailable
 
-    parser = argparse.ArgumentParser(prog="python -m rag.evaluate", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m rag.dev.evaluate", description=__doc__.splitlines()[0])
     parser.add_argument("--engine", choices=[*sorted(EMBED_MODELS), "all"], default="all",
                         help="all = hash and local (local is skipped, with a note, when folder-rag[local] is missing)")
     parser.add_argument("--dataset", choices=["sample", "nfcorpus", "all"], default="all",

@@ -8,12 +8,12 @@ from typing import Any
 import click
 
 from ingest.errors import ConfigWarning
-from rag import cli_ask, cli_index, cli_models, cli_serve
-from rag.output import note
+from rag.cli import ask, index, models, serve
+from rag.cli.output import note
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(package_name="rag")
+@click.version_option(package_name="folder-rag")
 def cli() -> None:
     """Ask questions over a folder of private documents, with a local Ollama server and Chroma."""
     # A RAG_* variable that is not a setting: one "warning: ..." line on stderr, every time.
@@ -32,7 +32,8 @@ def _show_warning(message: Warning | str, category: type[Warning], *args: Any, *
     else:
         _previous_showwarning(message, category, *args, **kwargs)
 
-for command in (*cli_index.COMMANDS, *cli_ask.COMMANDS, *cli_models.COMMANDS, *cli_serve.COMMANDS):
+
+for command in (*index.COMMANDS, *ask.COMMANDS, *models.COMMANDS, *serve.COMMANDS):
     cli.add_command(command)
 
 

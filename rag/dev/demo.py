@@ -1,4 +1,4 @@
-"""`make demo` / `python -m rag.demo`: the main job of rag, end to end, on sample_docs.
+"""`make demo` / `python -m rag.dev.demo`: the main job of rag, end to end, on sample_docs.
 
 1. Use a real Ollama if one answers at OLLAMA_HOST; otherwise start the bundled server with the
    `local` engine (MiniLM embeddings + a small GGUF chat model), and say so.
@@ -23,11 +23,11 @@ from ingest.config import Settings
 from ingest.errors import RagError
 from ingest.ollama_calls import resolve_host
 from rag.api import RAG
-from rag.cli_models import PullReporter
+from rag.cli.progress import PullReporter
 from rag.client import OllamaClient
 from rag.types import Answer, location
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]  # the repository: rag/dev/demo.py -> ../../..
 QUESTIONS = (
     "When does the nightly Tidepool backup run?",
     "一个账号可以在几台设备上登录？",
@@ -101,7 +101,7 @@ def print_answer(kb: RAG, question: str) -> Answer:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m rag.demo", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m rag.dev.demo", description=__doc__.splitlines()[0])
     parser.add_argument("--host", default=None, help="Ollama host to try first (default OLLAMA_HOST)")
     parser.add_argument("--folder", default=str(ROOT / "sample_docs"), help="folder to index")
     parser.add_argument("--db", default=".rag-demo", help="where the demo index goes")

@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING
 import click
 
 from ingest.errors import ConfigError, RagError
-from rag.options import store_options
-from rag.output import handle_errors, note
+from rag.cli.options import store_options
+from rag.cli.output import handle_errors, note
 
 if TYPE_CHECKING:
     from rag.serve.state import ServeConfig
