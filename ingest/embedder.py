@@ -7,6 +7,7 @@ that both give the same cosine geometry.
 
 from __future__ import annotations
 
+import concurrent.futures as cf
 import threading
 from collections.abc import Sequence
 from dataclasses import replace
@@ -206,7 +207,8 @@ class EmbedderPool:
         self.first = self.embedders[hosts[0]]
         self.down: dict[str, str] = {}  # host -> why it was set aside
         self._inflight = dict.fromkeys(hosts, 0)
-        self._lock = threading.Lock()
+        self._slots = max(1, settings.parallel)  # requests in flight per host
+        self._free = threading.Condition()
 
     # The first host's embedder answers for the model and its prefixes (all hosts serve the same model).
     @property
@@ -240,29 +242,48 @@ class EmbedderPool:
         return None
 
     def embed_documents(self, texts: Sequence[str]) -> np.ndarray:
+        """Unit vectors for chunk texts. The texts go out in requests of ``batch_size``, all at once,
+        each to a host with a free slot (at most ``parallel`` requests in flight per host)."""
+        step = max(1, self.first.settings.batch_size)
+        batches = [list(texts[i : i + step]) for i in range(0, len(texts), step)]
+        if len(batches) <= 1:
+            return self._embed_batch(batches[0] if batches else [])
+        with cf.ThreadPoolExecutor(max_workers=min(len(batches), self._slots * len(self.embedders)),
+                                   thread_name_prefix="rag-embed-request") as pool:
+            parts = list(pool.map(self._embed_batch, batches))
+        return np.vstack(parts)
+
+    def _embed_batch(self, batch: list[str]) -> np.ndarray:
         tried: set[str] = set()
         while True:
-            with self._lock:
-                candidates = [h for h in self.embedders if h not in self.down and h not in tried]
-                if not candidates:
-                    raise self._all_failed(tried)
-                host = min(candidates, key=lambda h: self._inflight[h])
-                self._inflight[host] += 1
+            host = self._take_slot(tried)
             try:
-                vectors = self.embedders[host].embed_documents(texts)
+                return self.embedders[host].embed_documents(batch)
             except _HOST_FAILURES as err:
                 if isinstance(err, OllamaResponseError) and err.status and err.status < 500:
                     raise  # a bad request fails the same way everywhere
-                with self._lock:
+                with self._free:
                     self.down[host] = str(err)
                 tried.add(host)
                 if len(self.embedders) == 1:
                     raise
-                continue
             finally:
-                with self._lock:
+                with self._free:
                     self._inflight[host] -= 1
-            return vectors
+                    self._free.notify_all()
+
+    def _take_slot(self, tried: set[str]) -> str:
+        """The healthy, untried host with the fewest requests in flight, once it has a free slot."""
+        with self._free:
+            while True:
+                candidates = [h for h in self.embedders if h not in self.down and h not in tried]
+                if not candidates:
+                    raise self._all_failed(tried)
+                host = min(candidates, key=lambda h: self._inflight[h])
+                if self._inflight[host] < self._slots:
+                    self._inflight[host] += 1
+                    return host
+                self._free.wait()
 
     def _all_failed(self, tried: set[str]) -> OllamaError:
         reasons = "; ".join(f"{h}: {self.down.get(h, '?')}" for h in sorted(tried or self.embedders))
