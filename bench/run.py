@@ -423,7 +423,7 @@ def main() -> None:
         "rag_commit": subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
                                      cwd=ROOT).stdout.strip(),
         "capabilities": caps, "anchors": anchors, "corpora": {}, "engine": args.engine,
-        "rag_venv": {name: _version(name) for name in ("rag", "chromadb", "ollama", "tiktoken", "pypdf")},
+        "rag_venv": {name: _version(name) for name in ("folder-rag", "chromadb", "ollama", "tiktoken", "pypdf")},
     })
     runnable_anchors = [name for name, info in anchors.items() if "error" not in info]
 
