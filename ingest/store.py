@@ -294,18 +294,38 @@ class Store:
         # No count() first: Chroma (1.5) returns fewer than ``n_results`` from a smaller (or empty)
         # collection, and the extra round trip was a fifth of a dense query.
         include = ["embeddings", "distances"] + (["documents", "metadatas"] if with_text else [])
-        result = self._guard(
-            lambda: self._col.query(
-                query_embeddings=[np.asarray(embedding, dtype=np.float32)],
-                n_results=n,
-                where=where or None,
-                include=include,
-            )
-        )
+
+        def ask() -> Any:
+            return self._col.query(query_embeddings=[np.asarray(embedding, dtype=np.float32)], n_results=n,
+                                   where=where or None, include=include)
+
+        try:
+            result = ask()
+        except Exception as exc:
+            if not self._stale_view(exc):
+                raise _translate(exc, self.where, self.name) from None
+            self._reopen()
+            result = self._guard(ask)
         ids = result["ids"][0]
         docs = result["documents"][0] if with_text else [None] * len(ids)
         metas = result["metadatas"][0] if with_text else [None] * len(ids)
         return _rows(ids, docs, metas, result["embeddings"][0], result["distances"][0])
+
+    def _stale_view(self, exc: BaseException) -> bool:
+        """This process's copy of the embedded HNSW graph still lists chunks another process (the
+        writer) has since deleted: Chroma then fails the query with "Error finding id"."""
+        return not self.url and "Error finding id" in str(exc)
+
+    def _reopen(self) -> None:
+        """A fresh view of the embedded store from disk. Handles already open keep the old one; only
+        this handle and later opens in this process use the new system."""
+        from chromadb.api.shared_system_client import SharedSystemClient
+
+        identifier = getattr(self._client, "_identifier", None)
+        if identifier is not None:
+            SharedSystemClient._identifier_to_system.pop(identifier, None)
+        self._client = _chroma_client(self.db)
+        self._col = self._guard(lambda: self._client.get_collection(self.name, embedding_function=None))
 
     def nearest_ids(self, embeddings: np.ndarray, n: int) -> list[list[str]]:
         """For each vector, the ids of its ``n`` nearest chunks (the reachability check)."""
@@ -324,11 +344,28 @@ class Store:
         if not ids:
             return []
         include = ["documents", "metadatas"] + (["embeddings"] if with_embeddings else [])
-        result = self._guard(lambda: self._col.get(ids=list(ids), include=include))
-        embs = result.get("embeddings") if with_embeddings else None
-        rows = _rows(result["ids"], result["documents"], result["metadatas"], embs, None)
+        rows: list[StoredChunk] = []
+        try:
+            rows = self._get_rows(list(ids), include)
+        except Exception as exc:
+            if not self._stale_view(exc):
+                raise _translate(exc, self.where, self.name) from None
+            # Another process is writing: reload from disk; chunks whose vectors this process still
+            # cannot see (written since the writer last saved its graph) are left out, one by one.
+            self._reopen()
+            for chunk_id in ids:
+                try:
+                    rows += self._get_rows([chunk_id], include)
+                except Exception as again:
+                    if not self._stale_view(again):
+                        raise _translate(again, self.where, self.name) from None
         by_id = {r.id: r for r in rows}
         return [by_id[i] for i in ids if i in by_id]
+
+    def _get_rows(self, ids: list[str], include: list[str]) -> list[StoredChunk]:
+        result = self._col.get(ids=ids, include=include)
+        embs = result.get("embeddings") if "embeddings" in include else None
+        return _rows(result["ids"], result["documents"], result["metadatas"], embs, None)
 
     def raw(self, ids: Sequence[str]) -> dict[str, Any]:
         """Ids, vectors, texts and metadata exactly as stored (for `put_raw`)."""
