@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -174,11 +175,11 @@ class Store:
                 make_private_dir(db)
             client = _chroma_client(db, chroma_url, chroma_token)
             if create:
-                col = client.get_or_create_collection(
+                col = when_unlocked(lambda: client.get_or_create_collection(
                     collection, configuration={"hnsw": dict(HNSW)}, embedding_function=None
-                )
+                ))
             else:
-                col = client.get_collection(collection, embedding_function=None)
+                col = when_unlocked(lambda: client.get_collection(collection, embedding_function=None))
         except RagError:
             raise
         except Exception as exc:  # chromadb raises NotFoundError / ValueError / sqlite / connection errors
@@ -429,7 +430,7 @@ class Store:
         """Create collection ``name``; False when it exists. Chroma's unique collection names make
         this atomic across processes and machines sharing the store."""
         try:
-            self._client.create_collection(name, metadata=metadata, embedding_function=None)
+            when_unlocked(lambda: self._client.create_collection(name, metadata=metadata, embedding_function=None))
             return True
         except Exception as exc:
             if self.read_marker(name) is not None:
@@ -459,11 +460,25 @@ class Store:
 
     def _guard(self, fn: Any) -> Any:
         try:
-            return fn()
+            return when_unlocked(fn)
         except RagError:
             raise
         except Exception as exc:
             raise _translate(exc, self.where, self.name) from None
+
+
+def when_unlocked(fn: Any, attempts: int = 20) -> Any:
+    """Run a Chroma call, retrying while another process holds the embedded store's SQLite write lock.
+    Chroma does not wait for the lock itself: two processes opening one store at the same moment
+    (a second `rag index` about to find the writer lock taken) fail with "database is locked"."""
+    for attempt in range(attempts):
+        try:
+            return fn()
+        except Exception as exc:
+            if "database is locked" not in str(exc) or attempt == attempts - 1:
+                raise
+            time.sleep(min(0.05 * 2**attempt, 0.5))
+    raise AssertionError("unreachable")
 
 
 def _is_not_found(exc: BaseException) -> bool:
