@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import httpx
@@ -25,6 +26,11 @@ def test_rag_serve_prints_its_url_serves_warns_and_stops_on_ctrl_c(ollama_server
             url = proc.stdout.readline().strip()
             assert url.startswith("http://127.0.0.1:") and url.endswith("/")
             status = httpx.get(url + "api/status", timeout=60).json()
+            for _ in range(40):  # the server opens the index beside its start-up checks: give it a moment
+                if status["files"] == 6:
+                    break
+                time.sleep(0.25)
+                status = httpx.get(url + "api/status", timeout=60).json()
             assert status["files"] == 6 and status["model"] == "no-such-model"
             page = httpx.get(url, timeout=60)
             assert page.status_code == 200 and "text/html" in page.headers["content-type"]
