@@ -399,12 +399,13 @@ class LexicalIndex:
         self._conn.execute("UPDATE stats SET value = value + ? WHERE key = 'n'", (n,))
         self._conn.execute("UPDATE stats SET value = value + ? WHERE key = 'total_length'", (total,))
 
-    def _errors(self, action: str) -> _MapErrors:
-        return _MapErrors(action, self.path)
+    def _errors(self, action: str) -> SqliteErrors:
+        return SqliteErrors(action, self.path)
 
 
-class _MapErrors:
-    """Turn sqlite3 errors into StoreError with the file name and the fix."""
+class SqliteErrors:
+    """sqlite3 errors -> StoreError naming the index state file and the fix (used by `ingest.state` too:
+    the postings live in that file)."""
 
     def __init__(self, action: str, path: Path | None) -> None:
         self.action, self.path = action, path
@@ -415,8 +416,8 @@ class _MapErrors:
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
         if isinstance(exc, sqlite3.Error):
             raise StoreError(
-                f"lexical index {self.path or '(memory)'} failed to {self.action}: {exc} — "
-                "if it persists, delete the file and run `rag index` again"
+                f"the index state {self.path or '(memory)'} failed to {self.action}: {exc} — "
+                "if it persists, run `rag index PATH --rebuild`"
             ) from None
 
 

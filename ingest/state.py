@@ -32,7 +32,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ingest.errors import StoreError
-from ingest.lexical import DF_READY, TERMS_VERSION, ChunkLike, LexicalIndex, count_document_frequencies
+from ingest.lexical import (
+    DF_READY,
+    TERMS_VERSION,
+    ChunkLike,
+    LexicalIndex,
+    SqliteErrors,
+    count_document_frequencies,
+)
 
 STATE_SUFFIX = ".state.sqlite"
 
@@ -298,22 +305,5 @@ class IndexState:
         with self._errors("read"):
             yield from self._conn.execute("SELECT id, source FROM docs")
 
-    def _errors(self, action: str) -> _MapErrors:
-        return _MapErrors(action, self.path)
-
-
-class _MapErrors:
-    """sqlite3 errors -> StoreError naming the file and the fix."""
-
-    def __init__(self, action: str, path: Path | None) -> None:
-        self.action, self.path = action, path
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
-        if isinstance(exc, sqlite3.Error):
-            raise StoreError(
-                f"the index state {self.path or '(memory)'} failed to {self.action}: {exc} — "
-                "if it persists, run `rag index PATH --rebuild`"
-            ) from None
+    def _errors(self, action: str) -> SqliteErrors:
+        return SqliteErrors(action, self.path)
