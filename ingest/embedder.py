@@ -8,7 +8,9 @@ that both give the same cosine geometry.
 from __future__ import annotations
 
 import concurrent.futures as cf
+import itertools
 import threading
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
@@ -188,6 +190,20 @@ def _unit_rows(rows: Any, host: str, model: str) -> np.ndarray:
     return vectors / np.maximum(norms, 1e-12)
 
 
+MIN_REQUEST_INPUTS = 4  # below this, a request's own overhead outweighs spreading it over more slots
+
+
+def _request_size(count: int, batch_size: int, slots: int) -> int:
+    """Inputs per request: at most ``batch_size``, and even across the rounds the slots need.
+
+    Cutting 276 inputs into requests of 32 makes 9, which four slots serve in three rounds with the last
+    nearly idle, and two slots in five. Requests of 23 fill every slot in each of the three rounds, so
+    time per round follows the inputs, and more hosts shorten it in proportion.
+    """
+    rounds = -(-count // (batch_size * slots))
+    return max(1, min(count, MIN_REQUEST_INPUTS), -(-count // (max(1, rounds) * slots)))
+
+
 # Failures that say "this host, not this request": the group goes to another host.
 _HOST_FAILURES = (OllamaUnreachable, OllamaTimeout, ServerBusy, StreamError, ModelNotFound, OllamaResponseError)
 
@@ -209,6 +225,8 @@ class EmbedderPool:
         self._inflight = dict.fromkeys(hosts, 0)
         self._slots = max(1, settings.parallel)  # requests in flight per host
         self._free = threading.Condition()
+        self._tickets = itertools.count()
+        self._waiting: deque[int] = deque()  # tickets of requests waiting for a slot, oldest first
 
     # The first host's embedder answers for the model and its prefixes (all hosts serve the same model).
     @property
@@ -242,9 +260,9 @@ class EmbedderPool:
         return None
 
     def embed_documents(self, texts: Sequence[str]) -> np.ndarray:
-        """Unit vectors for chunk texts. The texts go out in requests of ``batch_size``, all at once,
-        each to a host with a free slot (at most ``parallel`` requests in flight per host)."""
-        step = max(1, self.first.settings.batch_size)
+        """Unit vectors for chunk texts. The texts go out in requests of at most ``batch_size``, all at
+        once, each to a host with a free slot (at most ``parallel`` requests in flight per host)."""
+        step = _request_size(len(texts), max(1, self.first.settings.batch_size), self._slots * self._healthy())
         batches = [list(texts[i : i + step]) for i in range(0, len(texts), step)]
         if len(batches) <= 1:
             return self._embed_batch(batches[0] if batches else [])
@@ -252,6 +270,10 @@ class EmbedderPool:
                                    thread_name_prefix="rag-embed-request") as pool:
             parts = list(pool.map(self._embed_batch, batches))
         return np.vstack(parts)
+
+    def _healthy(self) -> int:
+        with self._free:
+            return max(1, len(self.embedders) - len(self.down))
 
     def _embed_batch(self, batch: list[str]) -> np.ndarray:
         tried: set[str] = set()
@@ -273,17 +295,27 @@ class EmbedderPool:
                     self._free.notify_all()
 
     def _take_slot(self, tried: set[str]) -> str:
-        """The healthy, untried host with the fewest requests in flight, once it has a free slot."""
+        """The healthy, untried host with the fewest requests in flight, once it has a free slot.
+
+        Slots go to waiting requests first come, first served: the indexer commits groups in order,
+        so a request of the oldest group that lost the race for a slot to a younger group's would hold
+        up every commit behind it while the hosts idle."""
         with self._free:
-            while True:
-                candidates = [h for h in self.embedders if h not in self.down and h not in tried]
-                if not candidates:
-                    raise self._all_failed(tried)
-                host = min(candidates, key=lambda h: self._inflight[h])
-                if self._inflight[host] < self._slots:
-                    self._inflight[host] += 1
-                    return host
-                self._free.wait()
+            ticket = next(self._tickets)
+            self._waiting.append(ticket)
+            try:
+                while True:
+                    candidates = [h for h in self.embedders if h not in self.down and h not in tried]
+                    if not candidates:
+                        raise self._all_failed(tried)
+                    host = min(candidates, key=lambda h: self._inflight[h])
+                    if self._waiting[0] == ticket and self._inflight[host] < self._slots:
+                        self._inflight[host] += 1
+                        return host
+                    self._free.wait()
+            finally:
+                self._waiting.remove(ticket)
+                self._free.notify_all()
 
     def _all_failed(self, tried: set[str]) -> OllamaError:
         reasons = "; ".join(f"{h}: {self.down.get(h, '?')}" for h in sorted(tried or self.embedders))
