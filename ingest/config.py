@@ -77,7 +77,7 @@ class IndexSettings:
     chroma_token: str | None = None  # sent as Chroma's X-Chroma-Token header
     lock_wait: float = DEFAULT_LOCK_WAIT  # seconds a second writer waits for the collection's lock
     parallel: int = DEFAULT_PARALLEL  # embedding requests in flight (per Ollama host)
-    workers: int = 0  # processes that parse and chunk files; 0 = one per core
+    workers: int = 0  # processes that parse and chunk files; 0 = one per core when parsing is heavy (PDFs), else 1
     # Several Ollama servers: OLLAMA_HOST / --host may list them ("http://a:11434,http://b:11434");
     # RAG_EMBED_HOSTS / RAG_CHAT_HOSTS split the roles. ``host`` is the first of the list.
     embed_hosts: tuple[str, ...] = ()

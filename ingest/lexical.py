@@ -12,7 +12,7 @@ The term rules are versioned (`TERMS_VERSION`, kept in the file's ``PRAGMA user_
 written under other rules would not match today's query terms, so `IndexState.open` marks
 the postings as `outdated` and the indexer rebuilds them from the chunk texts stored in Chroma.
 
-The tables hold postings (term, chunk id, term frequency), per-chunk lengths, source and kind, and
+The tables hold postings (term, chunk number, term frequency), per-chunk ids, lengths, source and kind, and
 the corpus totals N and the summed length, so a search reads only the postings of its query terms.
 The postings live in the same transaction as the file records, so the two never disagree.
 """
@@ -205,24 +205,38 @@ class LexicalIndex:
     def close(self) -> None:
         self._conn.close()
 
-    def add(self, chunks: Sequence[ChunkLike]) -> None:
-        """Add chunks (an id already present is replaced)."""
-        self.delete([c.id for c in chunks])
-        docs: list[tuple[str, str, str, int]] = []
-        postings: list[tuple[str, str, int]] = []
-        total = 0
-        for c in chunks:
-            counts = Counter(index_terms(c.text))
-            length = sum(counts.values())
-            total += length
-            docs.append((c.id, c.source, c.kind, length))
-            postings.extend((t, c.id, tf) for t, tf in counts.items())
+    def add(self, chunks: Sequence[ChunkLike], *, replace: bool = True) -> None:
+        """Add chunks (an id already present is replaced; ``replace=False`` when the caller knows none is)."""
+        if replace:
+            self.delete([c.id for c in chunks])
+        if not chunks:
+            return
         with self._errors("write"):
-            self._conn.executemany("INSERT INTO docs VALUES (?, ?, ?, ?)", docs)
+            # Postings carry the chunk's row number in ``docs``, not its 32-character id: a third of the
+            # file size and of the B-tree work per posting (bench/results/bench.md).
+            # Never a number used before (AUTOINCREMENT keeps the highest in sqlite_sequence): postings a
+            # damaged file kept for a deleted chunk must not attach to a new one.
+            first = int(self._conn.execute(
+                "SELECT MAX(COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'docs'), 0), "
+                "COALESCE((SELECT MAX(doc) FROM docs), 0))"
+            ).fetchone()[0]) + 1
+            docs: list[tuple[int, str, str, str, int]] = []
+            postings: list[tuple[str, int, int]] = []
+            df: Counter[str] = Counter()
+            total = 0
+            for doc, c in enumerate(chunks, start=first):
+                counts = Counter(index_terms(c.text))
+                length = sum(counts.values())
+                total += length
+                docs.append((doc, c.id, c.source, c.kind, length))
+                postings.extend((t, doc, tf) for t, tf in counts.items())
+                df.update(counts.keys())
+            postings.sort()  # in key order, each B-tree page is visited once per batch
+            self._conn.executemany("INSERT INTO docs VALUES (?, ?, ?, ?, ?)", docs)
             self._conn.executemany("INSERT INTO postings VALUES (?, ?, ?)", postings)
             self._conn.executemany(
                 "INSERT INTO term_df VALUES (?, ?) ON CONFLICT (term) DO UPDATE SET df = df + excluded.df",
-                Counter(term for term, _, _ in postings).items(),
+                sorted(df.items()),
             )
             self._bump(len(docs), total)
 
@@ -231,19 +245,19 @@ class LexicalIndex:
         with self._errors("write"):
             for batch in _batches(list(ids), 500):
                 marks = ",".join("?" * len(batch))
-                n, total = self._conn.execute(
-                    f"SELECT COUNT(*), COALESCE(SUM(length), 0) FROM docs WHERE id IN ({marks})", batch
-                ).fetchone()
+                rows = self._conn.execute(f"SELECT doc, length FROM docs WHERE id IN ({marks})", batch).fetchall()
+                if not rows:
+                    continue
+                docs = [doc for doc, _ in rows]
+                doc_marks = ",".join("?" * len(docs))
                 gone = self._conn.execute(
-                    f"SELECT term, COUNT(*) FROM postings WHERE id IN ({marks}) GROUP BY term", batch
+                    f"SELECT term, COUNT(*) FROM postings WHERE doc IN ({doc_marks}) GROUP BY term", docs
                 ).fetchall()
-                # Postings go even without a docs row: a damaged file may hold such leftovers.
-                self._conn.execute(f"DELETE FROM postings WHERE id IN ({marks})", batch)
+                self._conn.execute(f"DELETE FROM postings WHERE doc IN ({doc_marks})", docs)
                 self._conn.executemany("UPDATE term_df SET df = df - ? WHERE term = ?", [(c, t) for t, c in gone])
                 self._conn.executemany("DELETE FROM term_df WHERE term = ? AND df <= 0", [(t,) for t, _ in gone])
-                if n:
-                    self._conn.execute(f"DELETE FROM docs WHERE id IN ({marks})", batch)
-                    self._bump(-n, -total)
+                self._conn.execute(f"DELETE FROM docs WHERE doc IN ({doc_marks})", docs)
+                self._bump(-len(rows), -sum(length for _, length in rows))
 
     def recount(self) -> None:
         """Recompute the BM25 totals from the docs table (after damage; normally kept incrementally)."""
@@ -251,7 +265,7 @@ class LexicalIndex:
             n, total = self._conn.execute("SELECT COUNT(*), COALESCE(SUM(length), 0) FROM docs").fetchone()
             self._conn.execute("UPDATE stats SET value = ? WHERE key = 'n'", (n,))
             self._conn.execute("UPDATE stats SET value = ? WHERE key = 'total_length'", (total,))
-            self._conn.execute("DELETE FROM postings WHERE id NOT IN (SELECT id FROM docs)")
+            self._conn.execute("DELETE FROM postings WHERE doc NOT IN (SELECT doc FROM docs)")
             count_document_frequencies(self._conn)
 
     def reset(self) -> None:
@@ -319,10 +333,8 @@ class LexicalIndex:
                     break
                 term = unread.pop(0)
                 sql = (
-                    # The covering index answers length and filters without reading the docs rows
-                    # (SQLite's planner picks the primary key's index instead, at twice the cost).
-                    "SELECT p.id, p.tf, d.length FROM postings p JOIN docs d INDEXED BY docs_for_bm25 "
-                    f"ON d.id = p.id WHERE p.term = ?{filters} LIMIT ?"
+                    "SELECT d.id, p.tf, d.length FROM postings p JOIN docs d ON d.doc = p.doc "
+                    f"WHERE p.term = ?{filters} LIMIT ?"
                 )
                 rows = self._conn.execute(sql, [term, *filter_params, MAX_POSTINGS]).fetchall()
                 read += len(rows)
@@ -367,8 +379,9 @@ class LexicalIndex:
                 return
             id_marks = ",".join("?" * len(batch))
             for term, cid, tf in self._conn.execute(
-                f"SELECT term, id, tf FROM postings WHERE term IN ({term_marks}) AND id IN ({id_marks})",
-                [*unread, *batch],
+                f"SELECT p.term, d.id, p.tf FROM docs d JOIN postings p ON p.doc = d.doc "
+                f"WHERE d.id IN ({id_marks}) AND p.term IN ({term_marks})",
+                [*batch, *unread],
             ):
                 scores[cid] += part(term, tf, lengths[cid])
 

@@ -17,9 +17,9 @@ writes.
 
 Tables: ``files`` (one row per source: sha256, size, mtime, chunk count, and the skip reason when the
 last attempt failed), ``docs`` (chunk id -> source, kind, length: the chunk ownership *and* the BM25
-document table), ``postings``, ``term_df`` (each term's document frequency, kept with the postings so a
-search need not count long postings), ``docs_for_bm25`` (a covering index: a posting's chunk length
-and filters in one lookup, half the time of a BM25 read), ``stats`` (BM25 totals), ``trash``, ``meta`` (root, generation).
+document table; ``doc`` numbers the chunks for the postings), ``postings`` (term, doc, tf), ``term_df``
+(each term's document frequency, kept with the postings so a search need not count long postings),
+``stats`` (BM25 totals), ``trash``, ``meta`` (root, generation).
 """
 
 from __future__ import annotations
@@ -46,13 +46,12 @@ STATE_SUFFIX = ".state.sqlite"
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS files (source TEXT PRIMARY KEY, sha256 TEXT NOT NULL, size INTEGER NOT NULL,
                                   mtime REAL NOT NULL, chunks INTEGER NOT NULL, skipped TEXT);
-CREATE TABLE IF NOT EXISTS docs (id TEXT PRIMARY KEY, source TEXT NOT NULL, kind TEXT NOT NULL,
-                                 length INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS docs (doc INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE,
+                                 source TEXT NOT NULL, kind TEXT NOT NULL, length INTEGER NOT NULL);
 CREATE INDEX IF NOT EXISTS docs_by_source ON docs (source);
-CREATE INDEX IF NOT EXISTS docs_for_bm25 ON docs (id, length, source, kind);
-CREATE TABLE IF NOT EXISTS postings (term TEXT NOT NULL, id TEXT NOT NULL, tf INTEGER NOT NULL,
-                                     PRIMARY KEY (term, id)) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS postings_by_id ON postings (id);
+CREATE TABLE IF NOT EXISTS postings (term TEXT NOT NULL, doc INTEGER NOT NULL, tf INTEGER NOT NULL,
+                                     PRIMARY KEY (term, doc)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS postings_by_doc ON postings (doc);
 CREATE TABLE IF NOT EXISTS term_df (term TEXT PRIMARY KEY, df INTEGER NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS stats (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 INSERT OR IGNORE INTO stats VALUES ('n', 0), ('total_length', 0);
@@ -104,6 +103,29 @@ def _count_document_frequencies(conn: sqlite3.Connection) -> None:
         conn.execute(f"PRAGMA busy_timeout = {int(waited)}")
 
 
+def _number_the_docs(conn: sqlite3.Connection) -> None:
+    """Carry a state file written before postings were keyed by chunk number (``docs.doc``) over to that
+    layout, in one transaction: the same chunks, postings and counts, a third of the size."""
+    conn.executescript("""
+        BEGIN IMMEDIATE;
+        DROP INDEX IF EXISTS docs_for_bm25;
+        DROP INDEX IF EXISTS postings_by_id;
+        ALTER TABLE docs RENAME TO docs_by_id;
+        ALTER TABLE postings RENAME TO postings_by_id;
+        CREATE TABLE docs (doc INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE,
+                           source TEXT NOT NULL, kind TEXT NOT NULL, length INTEGER NOT NULL);
+        INSERT INTO docs (id, source, kind, length) SELECT id, source, kind, length FROM docs_by_id ORDER BY id;
+        CREATE TABLE postings (term TEXT NOT NULL, doc INTEGER NOT NULL, tf INTEGER NOT NULL,
+                               PRIMARY KEY (term, doc)) WITHOUT ROWID;
+        INSERT INTO postings SELECT p.term, d.doc, p.tf FROM postings_by_id p JOIN docs d ON d.id = p.id
+            ORDER BY p.term, d.doc;
+        DROP TABLE postings_by_id;
+        DROP INDEX IF EXISTS docs_by_source;
+        DROP TABLE docs_by_id;
+        COMMIT;
+    """)
+
+
 def _private_file(path: Path) -> None:
     """The state holds the text of private documents (postings): owner-only."""
     for suffix in ("", "-wal", "-shm"):
@@ -142,6 +164,8 @@ class IndexState:
     @classmethod
     def _fresh(cls, conn: sqlite3.Connection, path: Path | None) -> IndexState:
         existed = conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'docs'").fetchone() is not None
+        if existed and "doc" not in {row[1] for row in conn.execute("PRAGMA table_info(docs)")}:
+            _number_the_docs(conn)
         conn.executescript(_SCHEMA)
         if not existed:
             conn.execute(f"PRAGMA user_version = {TERMS_VERSION}")
@@ -239,15 +263,40 @@ class IndexState:
 
     def put_file(self, record: FileRecord, chunks: Sequence[ChunkLike]) -> list[str]:
         """Record a file's new version and its chunks; return the ids it no longer owns (moved to trash)."""
-        old = set(self.chunk_ids(record.source))
-        new_ids = {c.id for c in chunks}
-        stale = sorted(old - new_ids)
+        return self.put_files([(record, chunks)])
+
+    def put_files(self, files: Sequence[tuple[FileRecord, Sequence[ChunkLike]]]) -> list[str]:
+        """`put_file` for a batch of files, with one write of the postings for all of them."""
+        owned = self._owned_by([record.source for record, _ in files])
+        stale: list[str] = []
+        new: list[ChunkLike] = []
+        for record, chunks in files:
+            old = owned.get(record.source, set())
+            stale += sorted(old - {c.id for c in chunks})
+            # Chunks of another source with the same id cannot exist: ids hash the source.
+            new += [c for c in chunks if c.id not in old]
         self.lexical.delete(stale)
-        # Chunks of another source with the same id cannot exist: ids hash the source.
-        self.lexical.add([c for c in chunks if c.id not in old])
-        self._upsert(record)
+        self.lexical.add(new, replace=False)
+        with self._errors("write"):
+            self._conn.executemany(
+                "INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?, ?, ?)",
+                [(r.source, r.sha256, r.size, r.mtime, r.chunks, r.skipped) for r, _ in files],
+            )
         self._to_trash(stale)
         return stale
+
+    def _owned_by(self, sources: Sequence[str]) -> dict[str, set[str]]:
+        """Source -> the chunk ids it owns, for these sources, in one read per 500."""
+        out: dict[str, set[str]] = {}
+        with self._errors("read"):
+            for i in range(0, len(sources), 500):
+                part = list(sources[i : i + 500])
+                marks = ",".join("?" * len(part))
+                for cid, source in self._conn.execute(
+                    f"SELECT id, source FROM docs WHERE source IN ({marks})", part
+                ):
+                    out.setdefault(source, set()).add(cid)
+        return out
 
     def touch_file(self, record: FileRecord) -> None:
         """Same content, new size/mtime or a cleared skip: update the record only."""

@@ -6,6 +6,7 @@ The fingerprint lives in the collection metadata under ``rag_*`` keys, so the in
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
 import shutil
@@ -48,6 +49,9 @@ FINGERPRINT_KEYS = (
 HNSW = {"space": "cosine", "max_neighbors": 64, "ef_construction": 400, "ef_search": 200}
 # Collection metadata keys: the fingerprint (rag_*) and the write generation readers sync to.
 GENERATION_KEY = "rag__generation"
+# How long a Chroma call waits out another process holding the embedded store's SQLite write lock
+# (a busy writer can hold it for seconds under load: a test run saw 9 s of retries run out).
+LOCKED_WAIT_SECONDS = 60.0
 ROOT_KEY = "rag__root"
 # What a mismatch in each key means for the user, in the error message.
 _KEY_LABELS = {
@@ -467,15 +471,16 @@ class Store:
             raise _translate(exc, self.where, self.name) from None
 
 
-def when_unlocked(fn: Any, attempts: int = 20) -> Any:
+def when_unlocked(fn: Any, wait: float = LOCKED_WAIT_SECONDS) -> Any:
     """Run a Chroma call, retrying while another process holds the embedded store's SQLite write lock.
     Chroma does not wait for the lock itself: two processes opening one store at the same moment
     (a second `rag index` about to find the writer lock taken) fail with "database is locked"."""
-    for attempt in range(attempts):
+    deadline = time.monotonic() + wait
+    for attempt in itertools.count():
         try:
             return fn()
         except Exception as exc:
-            if "database is locked" not in str(exc) or attempt == attempts - 1:
+            if "database is locked" not in str(exc) or time.monotonic() >= deadline:
                 raise
             time.sleep(min(0.05 * 2**attempt, 0.5))
     raise AssertionError("unreachable")

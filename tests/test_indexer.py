@@ -335,3 +335,35 @@ def recorded_files(settings) -> list[str]:
         return state.indexed_sources()
     finally:
         state.close()
+
+
+def test_parsing_in_a_process_pool_indexes_the_same_chunks_as_one_process(ollama_server, tmp_path, monkeypatch):
+    import ingest.indexer as indexer
+
+    docs = tmp_path / "many"
+    docs.mkdir()
+    for i in range(40):  # past POOL_MIN_FILES
+        (docs / f"note{i:02}.md").write_text(f"# Note {i}\n\nTopic {i * 7} is covered here.\n\n## More\n\n向量检索 {i}\n")
+    pooled = []
+    original = indexer.Indexer._pooled
+    monkeypatch.setattr(indexer.Indexer, "_pooled", staticmethod(lambda jobs, w: pooled.append(w) or original(jobs, w)))
+    ids = {}
+    for workers in (2, 1):
+        settings = IndexSettings.resolve(host=ollama_server.url, db=tmp_path / f"db{workers}", workers=workers)
+        report = index_folder(docs, settings)
+        assert len(report.added) == 40 and not report.warnings and not report.skipped
+        ids[workers] = sorted(IndexState.open(settings.db, settings.collection, create=False).chunk_ids())
+    assert pooled == [2]  # the first run parsed in two worker processes, the second in this one
+    assert ids[2] == ids[1] and len(ids[1]) >= 40
+
+
+def test_text_files_are_parsed_without_a_pool_unless_asked(ollama_server, tmp_path, monkeypatch):
+    import ingest.indexer as indexer
+
+    docs = tmp_path / "many"
+    docs.mkdir()
+    for i in range(40):
+        (docs / f"note{i:02}.txt").write_text(f"Note {i}.\n")
+    monkeypatch.setattr(indexer.Indexer, "_pooled", staticmethod(lambda jobs, w: pytest.fail("pool started")))
+    report = index_folder(docs, IndexSettings.resolve(host=ollama_server.url, db=tmp_path / "db"))
+    assert len(report.added) == 40

@@ -222,3 +222,35 @@ def test_postings_from_before_han_unigrams_are_outdated(tmp_path: Path, water: L
     conn.commit()
     conn.close()
     assert LexicalIndex.open(tmp_path, "zh").outdated
+
+
+def test_a_file_with_postings_keyed_by_chunk_id_is_carried_over_with_the_same_results(
+    tmp_path: Path, index: LexicalIndex
+) -> None:
+    queries = ["token windows", "检索文档", "warranty", "model"]
+    before = {q: index.search(q, 5) for q in queries}
+    path = lexical_path(tmp_path / "db", "docs")
+    index.close()
+    # Rewrite the file in the layout of earlier releases: postings keyed by the 32-character chunk id.
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.executescript("""
+        CREATE TABLE old_docs (id TEXT PRIMARY KEY, source TEXT NOT NULL, kind TEXT NOT NULL, length INTEGER NOT NULL);
+        INSERT INTO old_docs SELECT id, source, kind, length FROM docs;
+        CREATE TABLE old_postings (term TEXT NOT NULL, id TEXT NOT NULL, tf INTEGER NOT NULL,
+                                   PRIMARY KEY (term, id)) WITHOUT ROWID;
+        INSERT INTO old_postings SELECT p.term, d.id, p.tf FROM postings p JOIN docs d ON d.doc = p.doc;
+        DROP TABLE postings; DROP TABLE docs;
+        ALTER TABLE old_docs RENAME TO docs; ALTER TABLE old_postings RENAME TO postings;
+        CREATE INDEX docs_by_source ON docs (source);
+        CREATE INDEX docs_for_bm25 ON docs (id, length, source, kind);
+        CREATE INDEX postings_by_id ON postings (id);
+    """)
+    conn.close()
+    reopened = LexicalIndex.open(tmp_path / "db", "docs", create=False)
+    assert {q: reopened.search(q, 5) for q in queries} == before and reopened.count() == 5
+    reopened.delete(["zh2"])  # the carried-over file takes writes in the new layout
+    reopened.add([chunk("en3", "Windows of tokens overlap by sixty tokens.", "more.md")])
+    reopened.commit()
+    assert [cid for cid, _ in reopened.search("检索文档", 5)] == []
+    assert reopened.search("overlap", 5)[0][0] == "en3"
+    assert {r[1] for r in sqlite3.connect(path).execute("PRAGMA table_info(postings)")} == {"term", "doc", "tf"}
