@@ -263,6 +263,12 @@ class _Splitter:
 
     def chunks(self, start: int, end: int) -> Iterator[_Span]:
         """Chunks of text[start:end]: packed pieces, overlapping by whole sentences where possible."""
+        whole = self._span(start, end)
+        if whole is None:
+            return
+        if whole.tokens <= self.limit:  # most sections of most files: one count, no splitting
+            yield whole
+            return
         pieces = [p for para in self._split(start, end, _PARAGRAPH) for p in self._fit(para, 0)]
         current: list[_Span] = []
         used = 0  # estimated tokens of current, kept as a running sum
