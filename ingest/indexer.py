@@ -15,6 +15,7 @@ re-embedded.
 from __future__ import annotations
 
 import concurrent.futures as cf
+import contextlib
 import json
 import multiprocessing
 import os
@@ -31,7 +32,15 @@ import numpy as np
 from ingest.chunking import chunk_document
 from ingest.config import IndexSettings
 from ingest.embedder import Embedder, EmbedderPool, max_chunk_tokens
-from ingest.errors import CollectionNotFound, ConfigError, IndexMismatch, LoadError, RagError, StoreError
+from ingest.errors import (
+    CollectionNotFound,
+    ConfigError,
+    IndexLocked,
+    IndexMismatch,
+    LoadError,
+    RagError,
+    StoreError,
+)
 from ingest.language import HanShare
 from ingest.loaders import LoadLimits
 from ingest.lock import WriterLock, lock_name
@@ -52,6 +61,11 @@ RELINK_CHURN = 0.05
 CHURN_KEY = "deleted_since_reach_check"
 # Other clients learn of new commits (the generation) and the lock is re-checked at most this often.
 PUBLISH_SECONDS = 2.0
+# The state commits after this many chunks (or PUBLISH_SECONDS), not after every group: see `_commit_groups`.
+STATE_COMMIT_CHUNKS = 2048
+# SQLite's page cache for the writer (its default is 2 MB): the pages of the postings a commit touches
+# stay in memory until it ends instead of spilling (at 60k chunks: 6.5 s vs 8.1 s for 3,800 chunks).
+WRITE_CACHE_MB = 64
 # Below this many files to load, a process pool costs more to start than it saves.
 POOL_MIN_FILES = 32
 # With ``workers`` left to choose (0), the pool is used only where parsing is heavy: a worker takes about
@@ -217,6 +231,7 @@ class Indexer:
         self.report = IndexReport()
         self.store = store or open_store(settings, create=True)
         self.state, damaged = open_or_replace_state(cache_dir(settings), settings.collection)
+        self.state.use_write_cache(WRITE_CACHE_MB)
         if damaged:
             self.report.warnings.append(Skip(damaged, "the index state was unreadable; moved aside and rebuilt"))
         self.embedder = EmbedderPool(settings)
@@ -228,6 +243,10 @@ class Indexer:
         self._total = 0
         self._chunks_seen = 0
         self._pdf_bytes = 0  # of the files to load: decides whether parsing goes to a process pool
+        self._uncommitted: list[_Group] = []  # groups in the open state transaction
+        self._uncommitted_chunks = 0
+        self._stale: list[str] = []  # chunk ids those groups replaced (trashed in the same transaction)
+        self._last_commit = time.monotonic()
         self._last_check = 0.0  # monotonic time of the last lock check
         self._last_publish = time.monotonic()
         self._unpublished = False
@@ -432,6 +451,24 @@ class Indexer:
                 yield window.popleft().result()
 
     def _pipeline(self, jobs: list[LoadJob], records: dict[str, FileRecord], touched: list[FileRecord]) -> None:
+        try:
+            self._stream(jobs, records, touched)
+        except IndexLocked:
+            self._rollback_groups()  # another writer holds the collection now: write nothing more
+            raise
+        except BaseException:
+            # A failed embedding, a full disk in the store, Ctrl-C: the groups already written whole
+            # are kept, so the next run resumes after them.
+            with contextlib.suppress(Exception):
+                self._commit_groups(records)
+            raise
+        if touched:
+            self.state.begin()
+            for record in touched:
+                self.state.touch_file(record)
+            self.state.commit()
+
+    def _stream(self, jobs: list[LoadJob], records: dict[str, FileRecord], touched: list[FileRecord]) -> None:
         limit = self.settings.batch_size * BUFFER_BATCHES
         parallel = max(1, self.settings.parallel) * len(self.embedder.embedders)
         group = _Group()
@@ -452,6 +489,7 @@ class Indexer:
                     self.report.skipped.append(Skip(loaded.rel, loaded.skipped))
                     self._tick(loaded.rel)
                     if loaded.skipped != "no text to index" or old is not None:
+                        self._commit_groups(records)  # a skip commits on its own
                         self.state.begin()
                         self.state.mark_skipped(loaded.rel, loaded.skipped)
                         self.state.commit()
@@ -475,11 +513,7 @@ class Indexer:
                 submit(group)
             while inflight:
                 self._write(*self._next(inflight), records)
-        if touched:
-            self.state.begin()
-            for record in touched:
-                self.state.touch_file(record)
-            self.state.commit()
+            self._commit_groups(records)
 
     @staticmethod
     def _next(inflight: deque[tuple[_Group, cf.Future[np.ndarray]]]) -> tuple[_Group, np.ndarray]:
@@ -492,7 +526,8 @@ class Indexer:
             raise
 
     def _write(self, group: _Group, vectors: np.ndarray, records: dict[str, FileRecord]) -> None:
-        """Commit one group: chunks, then records + postings (one transaction), then the replaced chunks."""
+        """Write one group: its chunks into the store, then its records and postings into the open state
+        transaction, which `_commit_groups` commits once enough groups are in it."""
         self._check_lock()
         self._fingerprint_once(int(vectors.shape[1]))
         file_meta = {
@@ -500,25 +535,48 @@ class Indexer:
         }
         self.store.add(group.chunks, vectors, file_meta)
         _crash_point("after_store_add")
-        stale: list[str] = []
         self.state.begin()
         try:
-            stale = self.state.put_files(
+            self._stale += self.state.put_files(
                 [(FileRecord(f.rel, f.sha256, f.size, f.mtime, len(f.chunks or ())), f.chunks or ()) for f in group.files]
             )
+        except BaseException:
+            self._rollback_groups()
+            raise
+        self._uncommitted.append(group)
+        self._uncommitted_chunks += len(group.chunks)
+        if self._uncommitted_chunks >= STATE_COMMIT_CHUNKS or time.monotonic() - self._last_commit >= PUBLISH_SECONDS:
+            self._commit_groups(records)
+
+    def _commit_groups(self, records: dict[str, FileRecord]) -> None:
+        """Commit the groups written since the last commit (records + postings, one transaction), then
+        delete the chunks they replaced. Postings are term-major: a batch touches a page per term, so
+        at 60k chunks a commit per 128-chunk group cost 3 ms per chunk, and one per 2,000 half that."""
+        if not self._uncommitted:
+            return
+        try:
             self.state.commit()
         except BaseException:
-            self.state.rollback()
+            self._rollback_groups()
             raise
+        self._last_commit = time.monotonic()
         _crash_point("after_state_commit")
-        for f in group.files:
-            old = records.get(f.rel)
-            (self.report.updated if old is not None and old.chunks > 0 else self.report.added).append(f.rel)
-        self.report.chunks += len(group.chunks)
+        for group in self._uncommitted:
+            for f in group.files:
+                old = records.get(f.rel)
+                (self.report.updated if old is not None and old.chunks > 0 else self.report.added).append(f.rel)
+            self.report.chunks += len(group.chunks)
+        stale, self._stale = self._stale, []
+        self._uncommitted, self._uncommitted_chunks = [], 0
         self._drop(stale)
         self._unpublished = True
         if time.monotonic() - self._last_publish >= PUBLISH_SECONDS:
             self._publish()
+
+    def _rollback_groups(self) -> None:
+        """The groups not committed are lost to the state; their chunks are orphans the next run removes."""
+        self.state.rollback()
+        self._uncommitted, self._uncommitted_chunks, self._stale = [], 0, []
 
     def _drop(self, ids: list[str]) -> None:
         """Delete replaced chunks from the store, then from the trash (a crash between is replayed)."""
