@@ -13,7 +13,7 @@ queries, unlike rank-fused scores); the order of the list is the final retrieval
 from __future__ import annotations
 
 import fnmatch
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Any, Literal
@@ -235,7 +235,7 @@ def search(
     # enough, the documents do not hold the answer; otherwise weaker passages may still add context.
     best_cos = max(cos_by_id[c.id] for c in top)
     top_text = "\n".join(full[c.id].text for c in top if c.id in full)
-    if not passes_floor(best_cos, overlap(set(terms(query)), top_text), settings):
+    if not passes_floor(best_cos, lambda: overlap(set(terms(query)), top_text), settings):
         return []
     return [to_hit(full[c.id], cos_by_id[c.id]) for c in picked if c.id in full]
 
@@ -247,15 +247,16 @@ def overlap(query_terms: set[str], text: str) -> float:
     return len(query_terms & set(terms(text))) / len(query_terms)
 
 
-def passes_floor(cos: float, term_overlap: float, settings: Settings) -> bool:
+def passes_floor(cos: float, term_overlap: Callable[[], float], settings: Settings) -> bool:
     """The relevance floor: the best passage is close in meaning (cosine), or the top passages
     together hold enough of the query's terms.
 
     Two signals because neither suffices alone: a paraphrase shares no words but is close in
     meaning, while a weak embedder can put an off-topic question near anything sharing its
-    function words, where the term overlap (stop words excluded) stays near zero.
+    function words, where the term overlap (stop words excluded) stays near zero. The overlap is
+    computed only when the cosine alone does not pass: stemming the top passages is a tenth of a query.
     """
-    return cos >= settings.min_score or term_overlap >= settings.min_overlap
+    return cos >= settings.min_score or term_overlap() >= settings.min_overlap
 
 
 def _scaled(scores: dict[str, float]) -> dict[str, float]:
