@@ -31,7 +31,9 @@ def question_argument(name: str) -> Callable[[F], F]:
 
 def host_option(fn: F) -> F:
     return click.option(
-        "--host", default=None, help="Ollama host (default: OLLAMA_HOST, else http://127.0.0.1:11434)."
+        "--host", default=None,
+        help="Ollama host, or several as a comma-separated list (embedding is spread over them, chat fails over; "
+        "RAG_EMBED_HOSTS / RAG_CHAT_HOSTS split the roles). Default: OLLAMA_HOST, else http://127.0.0.1:11434."
     )(fn)
 
 
