@@ -244,7 +244,6 @@ class Indexer:
         self._chunks_seen = 0
         self._pdf_bytes = 0  # of the files to load: decides whether parsing goes to a process pool
         self._uncommitted: list[_Group] = []  # groups in the open state transaction
-        self._uncommitted_chunks = 0
         self._stale: list[str] = []  # chunk ids those groups replaced (trashed in the same transaction)
         self._last_commit = time.monotonic()
         self._last_check = 0.0  # monotonic time of the last lock check
@@ -544,8 +543,8 @@ class Indexer:
             self._rollback_groups()
             raise
         self._uncommitted.append(group)
-        self._uncommitted_chunks += len(group.chunks)
-        if self._uncommitted_chunks >= STATE_COMMIT_CHUNKS or time.monotonic() - self._last_commit >= PUBLISH_SECONDS:
+        pending = sum(len(g.chunks) for g in self._uncommitted)
+        if pending >= STATE_COMMIT_CHUNKS or time.monotonic() - self._last_commit >= PUBLISH_SECONDS:
             self._commit_groups(records)
 
     def _commit_groups(self, records: dict[str, FileRecord]) -> None:
@@ -567,7 +566,7 @@ class Indexer:
                 (self.report.updated if old is not None and old.chunks > 0 else self.report.added).append(f.rel)
             self.report.chunks += len(group.chunks)
         stale, self._stale = self._stale, []
-        self._uncommitted, self._uncommitted_chunks = [], 0
+        self._uncommitted = []
         self._drop(stale)
         self._unpublished = True
         if time.monotonic() - self._last_publish >= PUBLISH_SECONDS:
@@ -576,7 +575,7 @@ class Indexer:
     def _rollback_groups(self) -> None:
         """The groups not committed are lost to the state; their chunks are orphans the next run removes."""
         self.state.rollback()
-        self._uncommitted, self._uncommitted_chunks, self._stale = [], 0, []
+        self._uncommitted, self._stale = [], []
 
     def _drop(self, ids: list[str]) -> None:
         """Delete replaced chunks from the store, then from the trash (a crash between is replayed)."""

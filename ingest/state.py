@@ -266,12 +266,9 @@ class IndexState:
         with self._errors("write"):
             self._conn.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
 
-    def put_file(self, record: FileRecord, chunks: Sequence[ChunkLike]) -> list[str]:
-        """Record a file's new version and its chunks; return the ids it no longer owns (moved to trash)."""
-        return self.put_files([(record, chunks)])
-
     def put_files(self, files: Sequence[tuple[FileRecord, Sequence[ChunkLike]]]) -> list[str]:
-        """`put_file` for a batch of files, with one write of the postings for all of them."""
+        """Record new versions of files and their chunks, with one write of the postings for all of them;
+        return the chunk ids they no longer own (moved to trash)."""
         owned = self._owned_by([record.source for record, _ in files])
         stale: list[str] = []
         new: list[ChunkLike] = []
