@@ -98,12 +98,27 @@ def main() -> None:
     if before_path.exists():
         before = json.loads(before_path.read_text())
         lines += ["", "The same runs before the indexer re-linked chunks after churn (HNSW parameters only):", "",
-                  "| index state | Chroma default | rag's HNSW, no re-link |", "|---|---:|---:|"]
+                  "| index state | Chroma default | 64 / 400 / 200 (rag's setting then), no re-link |", "|---|---:|---:|"]
         for key in ("synthetic_fresh", "synthetic_after_30pct_edits", "synthetic_after_kill_and_rerun"):
             d, r = before.get("chroma_default", {}).get(key), before.get("rag", {}).get(key)
             if d and r:
                 lines.append(f"| {key.replace('_', ' ')} | {d['reachable_pct']}% ({d['unreachable']} lost) | "
                              f"{r['reachable_pct']}% ({r['unreachable']} lost) |")
+    tried_path = RESULTS / "hnsw_settings.json"
+    if tried_path.exists():
+        tried = json.loads(tried_path.read_text())
+        lines += ["", "Settings tried before choosing rag's (`bench/results/hnsw_settings.json`), max_neighbors /",
+                  "ef_construction / ef_search: reachability on the synthetic folder above, and Chroma's own insert",
+                  "cost per vector on 40,960 random vectors (first and last block of 10,240; `bench/hnsw_cost.py`):", "",
+                  "| setting | synthetic fresh | after 30% edits | after kill -9 |", "|---|---:|---:|---:|"]
+        for setting, row in tried.get("reachability", {}).items():
+            cells = [f"{row[k]['reachable_pct']}% ({row[k]['unreachable']} lost)" for k in
+                     ("synthetic_fresh", "synthetic_after_30pct_edits", "synthetic_after_kill_and_rerun")]
+            lines.append(f"| {setting.replace(',', ' / ')} | " + " | ".join(cells) + " |")
+        lines += ["", "| setting | insert ms per vector, 0-10k / 30-40k | query p50 |", "|---|---:|---:|"]
+        for row in tried.get("insert_cost", []):
+            blocks = row["ms_per_vector_by_10k_block"]
+            lines.append(f"| {row['settings'].replace(',', ' / ')} | {blocks[0]} / {blocks[-1]} ms | {row['query_p50_ms']} ms |")
     lines += ["", "Both columns of the first table include the indexer's re-link: after 5% of the index was replaced",
               "since the last check, `rag index` checks every chunk and re-inserts the lost ones (delete and",
               "re-add with the same id, text, metadata and vector), which links them into the graph afresh.",

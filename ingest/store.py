@@ -43,10 +43,16 @@ FINGERPRINT_KEYS = (
     "chunk_overlap",
     "tokenizer",
 )
-# Chroma's HNSW graph. Its defaults (max_neighbors 16, ef_construction 100, ef_search 100) left 6.7% of
-# chunks unreachable by their own vector after editing 30% of a folder (deletes weaken the graph);
-# 64 / 400 / 200 keeps >= 99.9% reachable for ~1 ms more per query (bench/results/reliability.md).
-HNSW = {"space": "cosine", "max_neighbors": 64, "ef_construction": 400, "ef_search": 200}
+# Chroma's HNSW graph, for collections created from now on (an existing collection keeps its
+# construction settings). A chunk must be found by its own vector (`ingest.verify`): on the synthetic
+# folder of bench/reachability.py (near-duplicate vectors, the hard case) Chroma's defaults (16 / 100 /
+# ef_search 100) missed 0.57% of chunks on a fresh build, 16 / 200 / 400 0.09%, these 24 / 200 / 400
+# 0.05%, and at most 0.01% after edits (bench/results/reliability.md). A denser graph costs every insert, more as it grows:
+# 64 / 400 took 6.1 ms per vector at 40k vectors, 32 / 200 4.2 ms, 16 / 100 1.3 ms.
+# sync_threshold: Chroma persists the graph every this many writes, and each process that opens the
+# store replays the writes not yet persisted (up to 999 inserts at Chroma's 1000: seconds at 100k
+# chunks, paid again by every `rag ask` until the next write).
+HNSW = {"space": "cosine", "max_neighbors": 24, "ef_construction": 200, "ef_search": 400, "sync_threshold": 200}
 # Collection metadata keys: the fingerprint (rag_*) and the write generation readers sync to.
 GENERATION_KEY = "rag__generation"
 # How long a Chroma call waits out another process holding the embedded store's SQLite write lock
