@@ -378,8 +378,11 @@ class LexicalIndex:
                     del scores[cid]
                 return
             id_marks = ",".join("?" * len(batch))
+            # CROSS JOIN keeps SQLite's join order: each candidate, then its (term, doc) keys. Left to
+            # itself the planner read the whole postings of every unread term once per batch of
+            # candidates: 59 ms against 1.4 ms per batch at 38k chunks, and the hybrid p95 at 100k.
             for term, cid, tf in self._conn.execute(
-                f"SELECT p.term, d.id, p.tf FROM docs d JOIN postings p ON p.doc = d.doc "
+                f"SELECT p.term, d.id, p.tf FROM docs d CROSS JOIN postings p ON p.doc = d.doc "
                 f"WHERE d.id IN ({id_marks}) AND p.term IN ({term_marks})",
                 [*batch, *unread],
             ):
