@@ -10,6 +10,7 @@ bench/results/hnsw_settings.json holds a run.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -21,6 +22,8 @@ import chromadb
 import numpy as np
 
 DIM, BATCH, BLOCK = 768, 256, 10_240
+# Chroma reads its settings from the environment, here and in the reopening child: no telemetry.
+os.environ["ANONYMIZED_TELEMETRY"] = "False"
 
 _REOPEN = """
 import sys, time, chromadb

@@ -65,6 +65,11 @@ def last_counts() -> list[tuple[str, int, int]]:
     return rows
 
 
+def reach_cell(run: dict[str, float]) -> str:
+    """One reachability measurement as a table cell."""
+    return f"{run['reachable_pct']}% ({run['unreachable']} lost)"
+
+
 def main() -> None:
     rows = []
     if "--counts-from-last" in sys.argv[1:]:
@@ -106,8 +111,8 @@ def main() -> None:
                        ("synthetic_after_kill_and_rerun", "synthetic, after kill -9 mid-update and a re-run")):
         d, r = reach.get("chroma_default", {}).get(key), reach.get("rag", {}).get(key)
         if d and r:
-            lines.append(f"| {label} | {r['chunks']} | {d['reachable_pct']}% ({d['unreachable']} lost) | "
-                         f"{r['reachable_pct']}% ({r['unreachable']} lost) | {d['query_p50_ms']} / {r['query_p50_ms']} ms |")
+            lines.append(f"| {label} | {r['chunks']} | {reach_cell(d)} | {reach_cell(r)} | "
+                         f"{d['query_p50_ms']} / {r['query_p50_ms']} ms |")
     before_path = RESULTS / "reachability-no-relink.json"
     if before_path.exists():
         before = json.loads(before_path.read_text())
@@ -116,8 +121,7 @@ def main() -> None:
         for key in ("synthetic_fresh", "synthetic_after_30pct_edits", "synthetic_after_kill_and_rerun"):
             d, r = before.get("chroma_default", {}).get(key), before.get("rag", {}).get(key)
             if d and r:
-                lines.append(f"| {key.replace('_', ' ')} | {d['reachable_pct']}% ({d['unreachable']} lost) | "
-                             f"{r['reachable_pct']}% ({r['unreachable']} lost) |")
+                lines.append(f"| {key.replace('_', ' ')} | {reach_cell(d)} | {reach_cell(r)} |")
     tried_path = RESULTS / "hnsw_settings.json"
     if tried_path.exists():
         tried = json.loads(tried_path.read_text())
@@ -126,7 +130,7 @@ def main() -> None:
                   "cost per vector on 40,960 random vectors (first and last block of 10,240; `bench/hnsw_cost.py`):", "",
                   "| setting | synthetic fresh | after 30% edits | after kill -9 |", "|---|---:|---:|---:|"]
         for setting, row in tried.get("reachability", {}).items():
-            cells = [f"{row[k]['reachable_pct']}% ({row[k]['unreachable']} lost)" for k in
+            cells = [reach_cell(row[k]) for k in
                      ("synthetic_fresh", "synthetic_after_30pct_edits", "synthetic_after_kill_and_rerun")]
             lines.append(f"| {setting.replace(',', ' / ')} | " + " | ".join(cells) + " |")
         lines += ["", "| setting | insert ms per vector, 0-10k / 30-40k | query p50 |", "|---|---:|---:|"]
