@@ -47,8 +47,8 @@ FINGERPRINT_KEYS = (
 # construction settings). A chunk must be found by its own vector (`ingest.verify`): on the synthetic
 # folder of bench/reachability.py (near-duplicate vectors, the hard case) Chroma's defaults (16 / 100 /
 # ef_search 100) missed 0.57% of chunks on a fresh build, 16 / 200 / 400 0.09%, these 24 / 200 / 400
-# 0.05%, and at most 0.01% after edits (bench/results/reliability.md). A denser graph costs every insert, more as it grows:
-# 64 / 400 took 6.1 ms per vector at 40k vectors, 32 / 200 4.2 ms, 16 / 100 1.3 ms.
+# 0.05%, and at most 0.01% after edits (bench/results/reliability.md). A denser graph costs every
+# insert, more as it grows: 64 / 400 took 6.1 ms per vector at 40k vectors, 32 / 200 4.2 ms, 16 / 100 1.3 ms.
 # sync_threshold: Chroma persists the graph every this many writes, and each process that opens the
 # store replays the writes not yet persisted (up to 999 inserts at Chroma's 1000: seconds at 100k
 # chunks, paid again by every `rag ask` until the next write).
