@@ -6,6 +6,7 @@ The fingerprint lives in the collection metadata under ``rag_*`` keys, so the in
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import re
@@ -183,13 +184,14 @@ class Store:
         try:
             if create and not chroma_url:
                 make_private_dir(db)
-            client = _chroma_client(db, chroma_url, chroma_token)
-            if create:
-                col = when_unlocked(lambda: client.get_or_create_collection(
-                    collection, configuration={"hnsw": dict(HNSW)}, embedding_function=None
-                ))
-            else:
-                col = when_unlocked(lambda: client.get_collection(collection, embedding_function=None))
+            with _one_opener(None if chroma_url else db):
+                client = _chroma_client(db, chroma_url, chroma_token)
+                if create:
+                    col = when_unlocked(lambda: client.get_or_create_collection(
+                        collection, configuration={"hnsw": dict(HNSW)}, embedding_function=None
+                    ))
+                else:
+                    col = when_unlocked(lambda: client.get_collection(collection, embedding_function=None))
         except RagError:
             raise
         except Exception as exc:  # chromadb raises NotFoundError / ValueError / sqlite / connection errors
@@ -475,6 +477,32 @@ class Store:
             raise
         except Exception as exc:
             raise _translate(exc, self.where, self.name) from None
+
+
+@contextlib.contextmanager
+def _one_opener(db: Path | None) -> Iterator[None]:
+    """Open an embedded store one process at a time. Chroma creates its SQLite schema on first open
+    without a transaction around it, so two `rag index` runs starting together on a new --db both
+    create tables and one fails ("table collections already exists"). An advisory lock on the folder
+    itself (no extra file) serialises the opens; it is released by the OS if the process dies."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: no flock; the race stays (a retry of the losing run succeeds)
+        yield
+        return
+    if db is None or not db.is_dir():
+        yield
+        return
+    try:
+        fd = os.open(db, os.O_RDONLY)
+    except OSError:  # a folder we may search but not list: open unguarded, as Chroma would
+        yield
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing the descriptor releases the lock
 
 
 def when_unlocked(fn: Any, wait: float = LOCKED_WAIT_SECONDS) -> Any:

@@ -33,7 +33,7 @@ def kb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RAG]:
     with serve(engine=engine) as server:
         db = tmp_path_factory.mktemp("real") / "db"
         with RAG(db=db, host=server.url, embed_model=EMBED_MODEL, chat_model=DEFAULT_CHAT_MODEL,
-                 k=3, context_tokens=900, answer_tokens=96) as knowledge_base:
+                 k=3, context_tokens=900, answer_tokens=96, temperature=0) as knowledge_base:
             report = knowledge_base.index(SAMPLE_DOCS)
             assert report.skipped == [] and len(report.added) == len(list(SAMPLE_DOCS.iterdir()))
             yield knowledge_base
@@ -71,3 +71,10 @@ def test_an_answer_streams_and_cites_the_right_file(kb: RAG) -> None:
     assert answer.citations, answer.answer
     assert {c.source for c in answer.citations} == {"tidepool-admin-manual.pdf"}
     assert answer.timings["first_token"] <= answer.timings["total"]
+
+
+def test_a_chinese_answer_stops_by_itself_and_cites_the_faq(kb: RAG) -> None:
+    # The base model used to go on writing "答案：…" lines until the token budget cut it.
+    answer = kb.ask("一个账号可以在几台设备上登录？")
+    assert not answer.warnings, answer.answer
+    assert {c.source for c in answer.citations} == {"tidepool-faq.zh.md"}, answer.answer

