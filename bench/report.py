@@ -81,7 +81,11 @@ def corpus_table(name: str, entry: dict[str, Any]) -> list[str]:
                 return f"failed: {ph.get('error', '')[:80]}"
             own = ph.get("tool_seconds")
             own_text = f"own {_fmt(own)} s; " if isinstance(own, (int, float)) else ""
-            return f"{_fmt(ph['seconds'])} s ({own_text}{ph['embed_inputs']:,} embedded / {ph['embed_requests']:,} req)"
+            runs = ph.get("runs_seconds") or []
+            runs_text = (f"; median of {len(runs)} runs: " + ", ".join(f"{_fmt(x)}" for x in sorted(runs)) + " s"
+                         if len(runs) > 1 else "")
+            return (f"{_fmt(ph['seconds'])} s ({own_text}{ph['embed_inputs']:,} embedded / "
+                    f"{ph['embed_requests']:,} req{runs_text})")
         return show
 
     row("first ingest", cell("first_ingest"), seconds("first_ingest"))
@@ -111,6 +115,9 @@ def corpus_table(name: str, entry: dict[str, Any]) -> list[str]:
                 return f"{_fmt(ph['peak_tree_rss_mb'])} ({_fmt(ph['peak_rss_mb'])})" if ph and "peak_rss_mb" in ph else "–"
             row(f"peak RSS MB, {label}: process tree (largest process)", rss,
                 lambda p, phase=phase: _get(p.get(phase) or p.get("query"), "peak_tree_rss_mb"))
+    if (entry.get("ingest_rounds") or 1) > 1:
+        lines += ["", f"First ingest: each tool's median of {entry['ingest_rounds']} runs, the tools in a rotated "
+                      "order each round; the other phases ran once, on the index of the last round."]
     if entry.get("scaled"):
         lines += ["", f"**Size: {entry['scaled']}.**"]
     if entry.get("others_skipped"):
