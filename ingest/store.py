@@ -20,6 +20,11 @@ from urllib.parse import urlsplit
 
 import numpy as np
 
+try:
+    import fcntl
+except ImportError:  # Windows
+    fcntl = None  # type: ignore[assignment]
+
 from ingest.config import collection_name_problem
 from ingest.errors import (
     CollectionNotFound,
@@ -484,25 +489,19 @@ def _one_opener(db: Path | None) -> Iterator[None]:
     """Open an embedded store one process at a time. Chroma creates its SQLite schema on first open
     without a transaction around it, so two `rag index` runs starting together on a new --db both
     create tables and one fails ("table collections already exists"). An advisory lock on the folder
-    itself (no extra file) serialises the opens; it is released by the OS if the process dies."""
+    itself (no extra file) serialises the opens; it is released by the OS if the process dies.
+    Unguarded where there is no flock (Windows) or the folder cannot be opened for reading."""
+    fd = None
+    if fcntl is not None and db is not None and db.is_dir():
+        with contextlib.suppress(OSError):
+            fd = os.open(db, os.O_RDONLY)
     try:
-        import fcntl
-    except ImportError:  # Windows: no flock; the race stays (a retry of the losing run succeeds)
-        yield
-        return
-    if db is None or not db.is_dir():
-        yield
-        return
-    try:
-        fd = os.open(db, os.O_RDONLY)
-    except OSError:  # a folder we may search but not list: open unguarded, as Chroma would
-        yield
-        return
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
+        if fd is not None:
+            fcntl.flock(fd, fcntl.LOCK_EX)
         yield
     finally:
-        os.close(fd)  # closing the descriptor releases the lock
+        if fd is not None:
+            os.close(fd)  # closing the descriptor releases the lock
 
 
 def when_unlocked(fn: Any, wait: float = LOCKED_WAIT_SECONDS) -> Any:

@@ -10,6 +10,7 @@ import pytest
 
 from rag import RAG
 from rag.answer import AnswerStream
+from rag.dev.demo import LOCAL_ENGINE_OPTIONS
 from rag.server import serve
 from rag.server.local_engine import DEFAULT_CHAT_MODEL, EMBED_MODEL, LocalEngine
 
@@ -32,8 +33,9 @@ def kb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RAG]:
     engine = LocalEngine()
     with serve(engine=engine) as server:
         db = tmp_path_factory.mktemp("real") / "db"
+        # The demo's options for the tiny local model (greedy decoding among them), with a shorter answer.
         with RAG(db=db, host=server.url, embed_model=EMBED_MODEL, chat_model=DEFAULT_CHAT_MODEL,
-                 k=3, context_tokens=900, answer_tokens=96, temperature=0) as knowledge_base:
+                 **{**LOCAL_ENGINE_OPTIONS, "answer_tokens": 96}) as knowledge_base:
             report = knowledge_base.index(SAMPLE_DOCS)
             assert report.skipped == [] and len(report.added) == len(list(SAMPLE_DOCS.iterdir()))
             yield knowledge_base
