@@ -17,19 +17,17 @@ from __future__ import annotations
 import concurrent.futures as cf
 import contextlib
 import json
-import multiprocessing
 import os
 import socket
 import time
 from collections import defaultdict, deque
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ingest.chunking import chunk_document
 from ingest.config import IndexSettings
 from ingest.embedder import Embedder, EmbedderPool, max_chunk_tokens
 from ingest.errors import (
@@ -37,16 +35,16 @@ from ingest.errors import (
     ConfigError,
     IndexLocked,
     IndexMismatch,
-    LoadError,
     RagError,
     StoreError,
 )
 from ingest.language import HanShare
 from ingest.loaders import LoadLimits
 from ingest.lock import WriterLock, lock_name
+from ingest.parsing import Loaded, LoadJob, parse_files, pool_size
 from ingest.paths import source_name
 from ingest.records import Chunk, IndexReport, Notice, Skip
-from ingest.state import FileRecord, IndexState, file_sha256, state_path
+from ingest.state import FileRecord, IndexState, state_path
 from ingest.store import Store, destroy_embedded
 from ingest.verify import reinsert, unreachable
 from ingest.walk import discover
@@ -69,16 +67,6 @@ COMMIT_SECONDS = 10.0
 # SQLite's page cache for the writer (its default is 2 MB): the pages of the postings a commit touches
 # stay in memory until it ends instead of spilling (at 60k chunks: 6.5 s vs 8.1 s for 3,800 chunks).
 WRITE_CACHE_MB = 64
-# Below this many files to load, a process pool costs more to start than it saves.
-POOL_MIN_FILES = 32
-# With ``workers`` left to choose (0), the pool is used only where parsing is heavy: a worker takes about
-# a second to start (imports), and text files parse at about 1 ms each, so on NFCorpus (3,633 files) the
-# pool made a first ingest slower (1,000 files: 9.1 s with two workers, 8.0 s in one process). PDFs
-# parse at well under 1 MB/s in pypdf, and past this many bytes of them the pool pays for itself.
-POOL_MIN_PDF_BYTES = 1 << 20
-# ... or this many files of any kind, where the start-up is a small share of the parsing moved off the
-# process that writes the index.
-POOL_MIN_ANY_FILES = 20_000
 LEGACY_MANIFEST = ".manifest.json"
 LEGACY_LEXICAL = ".lexical.sqlite"
 
@@ -97,74 +85,12 @@ class Progress:
 ProgressFn = Callable[[Progress], None]
 
 
-@dataclass(frozen=True)
-class LoadJob:
-    """One file to hash, and if changed, load and chunk (runs in a worker process)."""
-
-    path: str
-    root: str
-    rel: str
-    old_sha: str
-    chunk_tokens: int
-    chunk_overlap: int
-    limits: LoadLimits = field(default_factory=LoadLimits)
-
-
-@dataclass
-class Loaded:
-    """What a worker made of one file."""
-
-    rel: str
-    sha256: str = ""
-    size: int = -1
-    mtime: float = -1.0
-    chunks: list[Chunk] | None = None  # None: same content as recorded (only touched)
-    warnings: list[Skip] = field(default_factory=list)
-    skipped: str | None = None
-
-
 @dataclass
 class _Group:
     """Whole files whose chunks are embedded and committed together."""
 
     files: list[Loaded] = field(default_factory=list)
     chunks: list[Chunk] = field(default_factory=list)
-
-
-def load_file(job: LoadJob) -> Loaded:
-    """Hash, load and chunk one file. Never raises: any failure becomes ``skipped`` (one line)."""
-    out = Loaded(job.rel)
-    try:
-        stat = os.stat(job.path)
-        out.size, out.mtime = stat.st_size, stat.st_mtime
-        out.sha256 = file_sha256(Path(job.path))
-        if job.old_sha and out.sha256 == job.old_sha:
-            return out  # touched, not changed
-        loaded = load(Path(job.path), Path(job.root), job.limits)
-        out.warnings = list(loaded.warnings)
-        chunks = [
-            c
-            for doc in loaded.documents
-            for c in chunk_document(doc, chunk_tokens=job.chunk_tokens, chunk_overlap=job.chunk_overlap)
-        ]
-        if not chunks:
-            out.skipped = "no text to index"
-        out.chunks = chunks
-    except LoadError as exc:
-        out.skipped = str(exc)
-    except OSError as exc:
-        out.skipped = f"unreadable: {exc.strerror or exc}"
-    except Exception as exc:  # noqa: BLE001 - one bad file must never stop the run
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        out.skipped = f"{type(exc).__name__}: {first}" if first else type(exc).__name__
-    return out
-
-
-def load(path: Path, root: Path, limits: LoadLimits) -> Any:
-    """The loader, imported late so worker processes pay for it once."""
-    from ingest.loaders import load as _load
-
-    return _load(path, root, limits)
 
 
 def wanted_fingerprint(settings: IndexSettings, embedder: Embedder | EmbedderPool) -> dict[str, Any]:
@@ -245,7 +171,6 @@ class Indexer:
         self._done = 0
         self._total = 0
         self._chunks_seen = 0
-        self._pdf_bytes = 0  # of the files to load: decides whether parsing goes to a process pool
         self._uncommitted: list[_Group] = []  # groups in the open state transaction
         self._stale: list[str] = []  # chunk ids those groups replaced (trashed in the same transaction)
         self._last_commit = time.monotonic()
@@ -297,15 +222,13 @@ class Indexer:
             if old and old.skipped is None and old.size == st.st_size and old.mtime == st.st_mtime:
                 self.report.unchanged.append(rel)
                 continue
-            jobs.append(LoadJob(str(item), str(self.root), rel, old.sha256 if old else "", 0, 0))
-            if item.suffix.lower() == ".pdf":
-                self._pdf_bytes += st.st_size
+            jobs.append(LoadJob(str(item), str(self.root), rel, old.sha256 if old else "", 0, 0, size=st.st_size))
         self._total = len(self.report.unchanged) + len(jobs)
         self._done = len(self.report.unchanged)
         if jobs:
             size, overlap = self._chunk_sizes()
             limits = LoadLimits.from_settings(self.settings)
-            jobs = [LoadJob(j.path, j.root, j.rel, j.old_sha, size, overlap, limits) for j in jobs]
+            jobs = [replace(j, chunk_tokens=size, chunk_overlap=overlap, limits=limits) for j in jobs]
             self._pipeline(jobs, records, touched)
         self._remove_missing(records, seen)
         self._relink_after_churn()
@@ -413,45 +336,6 @@ class Indexer:
 
     # -- the pipeline --------------------------------------------------------------------------
 
-    def _loaded(self, jobs: list[LoadJob]) -> Iterator[Loaded]:
-        """Load results in job order; a process pool when there is enough parsing to pay for it."""
-        workers = self.settings.workers
-        if not workers:
-            heavy = self._pdf_bytes >= POOL_MIN_PDF_BYTES or len(jobs) >= POOL_MIN_ANY_FILES
-            workers = (os.cpu_count() or 1) if heavy else 1
-        done = 0
-        if len(jobs) >= POOL_MIN_FILES and workers > 1:
-            try:
-                for loaded in self._pooled(jobs, workers):
-                    done += 1
-                    yield loaded
-            except cf.process.BrokenProcessPool:
-                # Spawned workers re-import the caller's main module: a script without an
-                # `if __name__ == "__main__":` guard kills them. Finish in this process instead.
-                self.report.warnings.append(Skip(
-                    "workers", "the parsing processes could not start (is the calling script missing an "
-                    "`if __name__ == \"__main__\":` guard?); parsed in one process instead (workers=1 skips the pool)",
-                ))
-        for job in jobs[done:]:
-            yield load_file(job)
-
-    @staticmethod
-    def _pooled(jobs: list[LoadJob], workers: int) -> Iterator[Loaded]:
-        # spawn: this process has threads (Chroma, the lock heartbeat), which fork does not copy safely.
-        ctx = multiprocessing.get_context("spawn")
-        with cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
-            window: deque[cf.Future[Loaded]] = deque()
-            it = iter(jobs)
-            for job in it:
-                window.append(pool.submit(load_file, job))
-                if len(window) >= workers * 4:
-                    break
-            for job in it:
-                yield window.popleft().result()
-                window.append(pool.submit(load_file, job))
-            while window:
-                yield window.popleft().result()
-
     def _pipeline(self, jobs: list[LoadJob], records: dict[str, FileRecord], touched: list[FileRecord]) -> None:
         try:
             self._stream(jobs, records, touched)
@@ -483,7 +367,7 @@ class Indexer:
                 while len(inflight) > parallel:
                     self._write(*self._next(inflight), records)
 
-            for loaded in self._loaded(jobs):
+            for loaded in parse_files(jobs, pool_size(self.settings.workers, jobs), self.report.warnings):
                 self._done += 1
                 self.report.warnings.extend(loaded.warnings)
                 old = records.get(loaded.rel)

@@ -79,6 +79,8 @@ class LoadResult:
 
     documents: list[Document]
     warnings: list[Skip]
+    page_failures: tuple[tuple[int, str], ...] = ()  # (page, why it failed), of a PDF read in parts (see `load`)
+    chars: int = 0  # characters of text read (a PDF read in parts checks their sum against its budget)
 
 
 @dataclass(frozen=True)
@@ -139,15 +141,22 @@ class _Budget:
                             f"(setting max_parse_seconds)", setting="max_parse_seconds")
 
 
-def load(path: Path, root: Path, limits: LoadLimits | None = None) -> LoadResult:
+def load(path: Path, root: Path, limits: LoadLimits | None = None, *, part: int = 0, parts: int = 1) -> LoadResult:
     """Load one file; raise `LoadError(reason)` when the whole file must be skipped.
 
     `Document.source` is `ingest.paths.source_name` of the path relative to root.
+
+    With ``parts`` > 1 (PDFs only), only every ``parts``-th page from page ``part + 1`` is read, so that
+    several processes can share one long PDF. Such a part does not decide that the file has no text
+    (its pages may all be blank while the others are not): it returns its `page_failures` and `chars`,
+    and whoever joins the parts calls `check_pdf_parts`.
     """
     source = source_name(_relative(path, root))
     data = _read(path)
     budget = _Budget(limits or LoadLimits(), len(data))
     try:
+        if parts > 1:
+            return _load_pdf(data, source, budget, part=part, parts=parts)
         return _load(path, data, source, budget)
     except LoadError:
         raise
@@ -442,7 +451,24 @@ def html_to_text(html: str, budget: _Budget | None = None) -> tuple[str, str]:
 
 # --- PDF -------------------------------------------------------------------------------------------
 
-def _load_pdf(data: bytes, source: str, budget: _Budget) -> LoadResult:
+def check_pdf_parts(
+    *, chars: int, has_text: bool, page_failures: list[tuple[int, str]], limits: LoadLimits, size: int
+) -> None:
+    """Raise the `LoadError` the whole PDF would have raised, given what its parts read together."""
+    _Budget(limits, size).text(chars)
+    if not has_text:
+        raise LoadError(_empty_pdf_reason([why for _, why in sorted(page_failures)]))
+
+
+def _empty_pdf_reason(failures: list[str]) -> str:
+    if failures:  # the pages broke: that, not "scanned images", is why nothing was read
+        others = len(failures) - 1
+        more = f" (and {others} more page{'s' if others > 1 else ''})" if others else ""
+        return failures[0] + more
+    return "no extractable text in PDF (scanned images?)"
+
+
+def _load_pdf(data: bytes, source: str, budget: _Budget, *, part: int = 0, parts: int = 1) -> LoadResult:
     from pypdf import PdfReader
 
     # pypdf warns (and logs) about every malformed object it recovers from: noise for our users.
@@ -461,16 +487,16 @@ def _load_pdf(data: bytes, source: str, budget: _Budget) -> LoadResult:
             raise LoadError("corrupt PDF: no pages")
         budget.pages(count)
         title = _pdf_title(reader)
-        docs, skipped, failures = [], [], []
+        docs, skipped, failed_pages = [], [], []
         chars = 0
-        for number in range(1, count + 1):
-            if number > 1:
+        for number in range(1 + part, count + 1, parts):
+            if number > 1 + part:
                 budget.time()
             try:
                 raw = reader.pages[number - 1].extract_text() or ""
             except Exception as e:  # noqa: BLE001 - one bad page must not lose the others
-                failures.append(_page_failure(e, number))
-                skipped.append(Skip(f"{source}#page={number}", failures[-1]))
+                failed_pages.append((number, _page_failure(e, number)))
+                skipped.append(Skip(f"{source}#page={number}", failed_pages[-1][1]))
                 continue
             text = _join_cjk_wraps(normalize(raw, kind="pdf")).strip()
             chars += len(text)
@@ -480,13 +506,9 @@ def _load_pdf(data: bytes, source: str, budget: _Budget) -> LoadResult:
                                     f"no extractable text on page {number} (scanned image?)"))
                 continue
             docs.append(Document(source=source, text=text + "\n", page=number, title=title, kind="pdf"))
-    if not docs:
-        if failures:  # the pages broke: that, not "scanned images", is why nothing was read
-            others = len(failures) - 1
-            more = f" (and {others} more page{'s' if others > 1 else ''})" if others else ""
-            raise LoadError(failures[0] + more)
-        raise LoadError("no extractable text in PDF (scanned images?)")
-    return LoadResult(docs, skipped)
+    if not docs and parts == 1:
+        raise LoadError(_empty_pdf_reason([why for _, why in failed_pages]))
+    return LoadResult(docs, skipped, tuple(failed_pages), chars)
 
 
 def _page_failure(e: Exception, number: int) -> str:

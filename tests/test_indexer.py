@@ -338,15 +338,15 @@ def recorded_files(settings) -> list[str]:
 
 
 def test_parsing_in_a_process_pool_indexes_the_same_chunks_as_one_process(ollama_server, tmp_path, monkeypatch):
-    import ingest.indexer as indexer
+    import ingest.parsing as parsing
 
     docs = tmp_path / "many"
     docs.mkdir()
     for i in range(40):  # past POOL_MIN_FILES
         (docs / f"note{i:02}.md").write_text(f"# Note {i}\n\nTopic {i * 7} is covered here.\n\n## More\n\n向量检索 {i}\n")
     pooled = []
-    original = indexer.Indexer._pooled
-    monkeypatch.setattr(indexer.Indexer, "_pooled", staticmethod(lambda jobs, w: pooled.append(w) or original(jobs, w)))
+    original = parsing._pooled
+    monkeypatch.setattr(parsing, "_pooled", lambda jobs, w: pooled.append(w) or original(jobs, w))
     ids = {}
     for workers in (2, 1):
         settings = IndexSettings.resolve(host=ollama_server.url, db=tmp_path / f"db{workers}", workers=workers)
@@ -358,12 +358,12 @@ def test_parsing_in_a_process_pool_indexes_the_same_chunks_as_one_process(ollama
 
 
 def test_text_files_are_parsed_without_a_pool_unless_asked(ollama_server, tmp_path, monkeypatch):
-    import ingest.indexer as indexer
+    import ingest.parsing as parsing
 
     docs = tmp_path / "many"
     docs.mkdir()
     for i in range(40):
         (docs / f"note{i:02}.txt").write_text(f"Note {i}.\n")
-    monkeypatch.setattr(indexer.Indexer, "_pooled", staticmethod(lambda jobs, w: pytest.fail("pool started")))
+    monkeypatch.setattr(parsing, "_pooled", lambda jobs, w: pytest.fail("pool started"))
     report = index_folder(docs, IndexSettings.resolve(host=ollama_server.url, db=tmp_path / "db"))
     assert len(report.added) == 40
