@@ -388,6 +388,19 @@ class LexicalIndex:
             ):
                 scores[cid] += part(term, tf, lengths[cid])
 
+    def terms_in(self, ids: Sequence[str], terms: Collection[str]) -> set[str]:
+        """Which of ``terms`` occur in any of the chunks ``ids`` (as indexed: a Han character counts
+        inside a longer run, as in `index_terms`)."""
+        if not ids or not terms:
+            return set()
+        id_marks, term_marks = ",".join("?" * len(ids)), ",".join("?" * len(terms))
+        with self._errors("read"):
+            return {term for (term,) in self._conn.execute(
+                f"SELECT DISTINCT p.term FROM docs d CROSS JOIN postings p ON p.doc = d.doc "
+                f"WHERE d.id IN ({id_marks}) AND p.term IN ({term_marks})",
+                [*ids, *terms],
+            )}
+
     def owners(self, ids: Sequence[str]) -> dict[str, str]:
         """Chunk id -> source for the ids in the ``docs`` table (the committed ones), in one read."""
         out: dict[str, str] = {}

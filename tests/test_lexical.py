@@ -254,3 +254,18 @@ def test_a_file_with_postings_keyed_by_chunk_id_is_carried_over_with_the_same_re
     assert [cid for cid, _ in reopened.search("检索文档", 5)] == []
     assert reopened.search("overlap", 5)[0][0] == "en3"
     assert {r[1] for r in sqlite3.connect(path).execute("PRAGMA table_info(postings)")} == {"term", "doc", "tf"}
+
+
+def test_terms_in_names_the_query_terms_the_given_chunks_hold(index: LexicalIndex) -> None:
+    from rag.retrieve import overlap
+
+    asked = set(terms("how does chunking use token windows for 检索 and 训练 warranty?"))
+    texts = ["Chunking splits documents into overlapping token windows.", "检索增强生成先检索相关文档，再让模型根据文档回答问题。"]
+
+    found = index.terms_in(["en1", "zh2"], asked)
+
+    # Not 训练 or warranty: other chunks hold those.
+    assert found == {"chunk", "token", "window", "检索"}
+    # The relevance floor's share of query terms, from postings, is the one splitting the texts gives.
+    assert len(found) / len(asked) == overlap(asked, "\n".join(texts))
+    assert index.terms_in([], asked) == set() and index.terms_in(["en1"], set()) == set()
