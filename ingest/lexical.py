@@ -20,7 +20,6 @@ The postings live in the same transaction as the file records, so the two never 
 from __future__ import annotations
 
 import functools
-import heapq
 import math
 import re
 import sqlite3
@@ -30,6 +29,7 @@ from collections.abc import Callable, Collection, Iterable, Sequence
 from pathlib import Path
 from typing import Protocol
 
+import numpy as np
 import opencc
 import snowballstemmer
 
@@ -52,10 +52,10 @@ UNIGRAM_WEIGHT = 0.0
 # only looked up for the candidates that could still rank (`LexicalIndex.search`), so a search is
 # exact BM25 whenever the terms it must read fit. Past that (every query term in tens of thousands of
 # chunks) it ranks the candidates found so far: at most this many postings of the rarest term, in
-# chunk-id order, which is hash order, plus the rarer terms read whole. That keeps a query at a few
-# milliseconds at 250k chunks instead of growing with the corpus.
+# chunk-number order, which is the order chunks were written, plus the rarer terms read whole. That
+# keeps a query at a few milliseconds at 250k chunks instead of growing with the corpus.
 MAX_POSTINGS = 10_000
-# Candidate ids per postings lookup (SQLite allows 999 parameters in old builds).
+# Candidates per postings lookup (SQLite allows 999 parameters in old builds).
 _LOOKUP_BATCH = 256
 # The ``stats`` key saying ``term_df`` holds every term's document frequency (files written before the
 # table existed are counted once, on open: `ingest.state.IndexState`).
@@ -318,75 +318,87 @@ class LexicalIndex:
             weight = {t: qterms[t] * math.log(1.0 + (n - df[t] + 0.5) / (df[t] + 0.5)) for t in unread}
             bound = {t: weight[t] * (k1 + 1) for t in unread}
 
-            def part(term: str, tf: int, length: int) -> float:
+            def part(term: str, tf: np.ndarray, length: np.ndarray) -> np.ndarray:
                 return weight[term] * tf * (k1 + 1) / (tf + k1 * (1 - b + b * length / avgdl))
 
-            # chunk id -> the sum of the scores of the terms read so far: a lower bound of its full score
-            scores: dict[str, float] = {}
-            lengths: dict[str, int] = {}
+            # Candidates by chunk number (`docs.doc`), with the sum of the scores of the terms read so
+            # far: a lower bound of each one's full score. Numbers, not ids, and numpy, not a dict per
+            # posting: a search reads up to 2 x MAX_POSTINGS postings.
+            found = _Candidates()
             read = 0
             while unread:
                 # A chunk not yet found holds only unread terms, so it scores below their bounds' sum.
-                if sum(bound[t] for t in unread) <= _kth(scores, k):
+                if sum(bound[t] for t in unread) <= found.kth(k):
                     break
-                if read + df[unread[0]] > MAX_POSTINGS and scores:
+                if read + df[unread[0]] > MAX_POSTINGS and found.size:
                     break
                 term = unread.pop(0)
                 sql = (
-                    "SELECT d.id, p.tf, d.length FROM postings p JOIN docs d ON d.doc = p.doc "
+                    "SELECT p.doc, p.tf, d.length FROM postings p JOIN docs d ON d.doc = p.doc "
                     f"WHERE p.term = ?{filters} LIMIT ?"
                 )
-                rows = self._conn.execute(sql, [term, *filter_params, MAX_POSTINGS]).fetchall()
+                rows = np.array(self._conn.execute(sql, [term, *filter_params, MAX_POSTINGS]).fetchall(),
+                                dtype=np.int64).reshape(-1, 3)
                 read += len(rows)
-                w = weight[term]
-                for cid, tf, length in rows:
-                    scores[cid] = scores.get(cid, 0.0) + w * tf * (k1 + 1) / (tf + k1 * (1 - b + b * length / avgdl))
-                    lengths[cid] = length
+                found.add(rows[:, 0], part(term, rows[:, 1], rows[:, 2]), rows[:, 2])
                 if read >= MAX_POSTINGS:
                     break
-            if unread and scores:
-                self._add_unread_terms(scores, lengths, unread, k, bound, part)
-        # Ties broken by id so results are deterministic across runs.
-        best = sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))
-        return best[:k]
+            if unread and found.size:
+                self._add_unread_terms(found, unread, k, bound, part)
+            return self._best(found, k)
 
     def _add_unread_terms(
         self,
-        scores: dict[str, float],
-        lengths: dict[str, int],
+        found: _Candidates,
         unread: list[str],
         k: int,
         bound: dict[str, float],
-        part: Callable[[str, int, int], float],
+        part: Callable[[str, np.ndarray, np.ndarray], np.ndarray],
     ) -> None:
         """Complete the scores of the candidates that could still reach the top ``k`` with the terms not
         read, looked up for those candidates only, best candidates first. The others keep a partial
         score that stays below the ``k``-th best, so they never rank. Past `MAX_POSTINGS` lookups the
         candidates not completed yet are dropped, so every score returned is a full one."""
         unread_bound = sum(bound[t] for t in unread)
-        order = sorted(scores, key=lambda cid: (-scores[cid], cid))
+        order = np.lexsort((found.docs, -found.scores))  # best first, ties by chunk number
         term_marks = ",".join("?" * len(unread))
         looked = 0
         for start in range(0, len(order), _LOOKUP_BATCH):
-            kth = _kth(scores, k)
-            batch = [cid for cid in order[start : start + _LOOKUP_BATCH] if scores[cid] + unread_bound >= kth]
-            if not batch:
+            kth = found.kth(k)
+            batch = order[start : start + _LOOKUP_BATCH]
+            batch = batch[found.scores[batch] + unread_bound >= kth]
+            if not len(batch):
                 return  # sorted: the rest have lower partial scores still
             looked += len(batch) * len(unread)
             if looked > MAX_POSTINGS and start > 0:
-                for cid in order[start:]:
-                    del scores[cid]
+                found.scores[order[start:]] = -math.inf
                 return
-            id_marks = ",".join("?" * len(batch))
-            # CROSS JOIN keeps SQLite's join order: each candidate, then its (term, doc) keys. Left to
-            # itself the planner read the whole postings of every unread term once per batch of
-            # candidates: 59 ms against 1.4 ms per batch at 38k chunks, and the hybrid p95 at 100k.
-            for term, cid, tf in self._conn.execute(
-                f"SELECT p.term, d.id, p.tf FROM docs d CROSS JOIN postings p ON p.doc = d.doc "
-                f"WHERE d.id IN ({id_marks}) AND p.term IN ({term_marks})",
-                [*batch, *unread],
-            ):
-                scores[cid] += part(term, tf, lengths[cid])
+            doc_marks = ",".join("?" * len(batch))
+            rows = self._conn.execute(
+                f"SELECT p.term, p.doc, p.tf FROM postings p WHERE p.doc IN ({doc_marks}) AND p.term IN ({term_marks})",
+                [*found.docs[batch].tolist(), *unread],
+            ).fetchall()
+            by_term: dict[str, list[tuple[int, int]]] = {}
+            for term, doc, tf in rows:
+                by_term.setdefault(term, []).append((doc, tf))
+            for term, pairs in by_term.items():
+                got = np.array(pairs, dtype=np.int64)
+                at = np.searchsorted(found.docs, got[:, 0])
+                np.add.at(found.scores, at, part(term, got[:, 1], found.lengths[at]))
+
+    def _best(self, found: _Candidates, k: int) -> list[tuple[str, float]]:
+        """The ``k`` best candidates as (chunk id, score), ties broken by id so results are deterministic."""
+        if not found.size:
+            return []
+        kth = found.kth(k)
+        keep = np.flatnonzero((found.scores >= kth) & np.isfinite(found.scores))
+        score_of = dict(zip(found.docs[keep].tolist(), found.scores[keep].tolist(), strict=True))
+        named: list[tuple[str, float]] = []
+        for batch in _batches(list(score_of), 500):
+            marks = ",".join("?" * len(batch))
+            named += [(cid, score_of[doc])
+                      for doc, cid in self._conn.execute(f"SELECT doc, id FROM docs WHERE doc IN ({marks})", batch)]
+        return sorted(named, key=lambda kv: (-kv[1], kv[0]))[:k]
 
     def terms_in(self, ids: Sequence[str], terms: Collection[str]) -> set[str]:
         """Which of ``terms`` occur in any of the chunks ``ids`` (as indexed: a Han character counts
@@ -455,9 +467,32 @@ def _batches(items: list[str], size: int) -> Iterable[list[str]]:
         yield items[i : i + size]
 
 
-def _kth(scores: dict[str, float], k: int) -> float:
-    """The ``k``-th best score (minus infinity while fewer than ``k``)."""
-    return heapq.nlargest(k, scores.values())[-1] if len(scores) >= k else -math.inf
+class _Candidates:
+    """The chunks a search has found: their numbers (sorted), partial scores and lengths."""
+
+    def __init__(self) -> None:
+        self.docs: np.ndarray = np.zeros(0, dtype=np.int64)
+        self.scores: np.ndarray = np.zeros(0)
+        self.lengths: np.ndarray = np.zeros(0, dtype=np.int64)
+
+    @property
+    def size(self) -> int:
+        return len(self.docs)
+
+    def add(self, docs: np.ndarray, scores: np.ndarray, lengths: np.ndarray) -> None:
+        """Add one term's postings: new chunks join, chunks already found add to their score."""
+        if not len(docs):
+            return
+        every, inverse = np.unique(np.concatenate([self.docs, docs]), return_inverse=True)
+        self.scores = np.bincount(inverse, weights=np.concatenate([self.scores, scores]), minlength=len(every))
+        merged = np.zeros(len(every), dtype=np.int64)
+        merged[inverse] = np.concatenate([self.lengths, lengths])
+        self.docs, self.lengths = every, merged
+
+    def kth(self, k: int) -> float:
+        """The ``k``-th best score (minus infinity while fewer than ``k``)."""
+        n = len(self.scores)
+        return float(np.partition(self.scores, n - k)[n - k]) if n >= k else -math.inf
 
 
 def _filter_sql(
