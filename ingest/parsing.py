@@ -154,7 +154,7 @@ def _pooled(jobs: list[LoadJob], workers: int) -> Iterator[Loaded]:
         for n in [workers if job.is_pdf and job.size >= SPLIT_PDF_BYTES else 1]
         for i in range(n)
     )
-    limits = {job.rel: job.limits for job in jobs}
+    job_of = {job.rel: job for job in jobs}
     partial: dict[str, list[Loaded]] = {}
     with cf.ProcessPoolExecutor(max_workers=workers, mp_context=_context()) as pool:
         running: set[cf.Future[Loaded]] = set()
@@ -170,7 +170,9 @@ def _pooled(jobs: list[LoadJob], workers: int) -> Iterator[Loaded]:
                 got = partial.setdefault(loaded.rel, [])
                 got.append(loaded)
                 if len(got) == loaded.parts:
-                    yield _join(partial.pop(loaded.rel), limits[loaded.rel])
+                    job = job_of[loaded.rel]
+                    # Each part read the file for itself: if it changed in between, read it again, whole.
+                    yield _join(partial.pop(loaded.rel), job.limits) or load_file(job)
 
 
 def _context() -> multiprocessing.context.BaseContext:
@@ -184,10 +186,13 @@ def _context() -> multiprocessing.context.BaseContext:
     return context
 
 
-def _join(parts: list[Loaded], limits: LoadLimits) -> Loaded:
-    """The parts of one PDF as the one `Loaded` that reading it whole would have given."""
+def _join(parts: list[Loaded], limits: LoadLimits) -> Loaded | None:
+    """The parts of one PDF as the one `Loaded` that reading it whole would have given; None when the
+    parts read different versions of the file."""
     parts.sort(key=lambda p: p.part)
     first = parts[0]
+    if len({(p.sha256, p.size, p.mtime) for p in parts}) > 1:
+        return None
     out = Loaded(first.rel, first.sha256, first.size, first.mtime)
     skipped = next((p.skipped for p in parts if p.skipped is not None), None)
     if skipped is not None:

@@ -82,3 +82,13 @@ def test_the_text_budget_counts_every_part_of_a_pdf(tmp_path: Path, split_every_
     assert pooled.skipped is not None and "max_text_chars" in pooled.skipped
     assert pooled.skipped == parsing.load_file(job).skipped
     assert not pooled.chunks
+
+
+def test_parts_that_read_different_versions_of_a_pdf_are_not_joined() -> None:
+    # Each worker reads the file for itself; one saved over it in between must not mix two versions.
+    old = Loaded("manual.pdf", "a" * 64, 1000, 1.0, chunks=[], part=0, parts=2)
+    new = Loaded("manual.pdf", "b" * 64, 1200, 2.0, chunks=[], part=1, parts=2)
+
+    assert parsing._join([old, new], LoadLimits()) is None
+    same = parsing._join([old, Loaded("manual.pdf", "a" * 64, 1000, 1.0, chunks=[], part=1, parts=2)], LoadLimits())
+    assert same is not None and same.skipped == "no extractable text in PDF (scanned images?)"
