@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import multiprocessing
+import multiprocessing.connection
 import os
 import re
+import threading
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
@@ -156,7 +158,7 @@ def _pooled(jobs: list[LoadJob], workers: int) -> Iterator[Loaded]:
     )
     job_of = {job.rel: job for job in jobs}
     partial: dict[str, list[Loaded]] = {}
-    with cf.ProcessPoolExecutor(max_workers=workers, mp_context=_context()) as pool:
+    with cf.ProcessPoolExecutor(max_workers=workers, mp_context=_context(), initializer=_exit_with_parent) as pool:
         running: set[cf.Future[Loaded]] = set()
         while tasks or running:
             while tasks and len(running) < workers * AHEAD_PER_WORKER:
@@ -173,6 +175,21 @@ def _pooled(jobs: list[LoadJob], workers: int) -> Iterator[Loaded]:
                     job = job_of[loaded.rel]
                     # Each part read the file for itself: if it changed in between, read it again, whole.
                     yield _join(partial.pop(loaded.rel), job.limits) or load_file(job)
+
+
+def _exit_with_parent() -> None:
+    """Run in each worker: end it when the process that asked for it dies (kill -9 included). A worker
+    holds both ends of the pool's job queue itself, so it would otherwise wait for work forever, and
+    the fork server with it."""
+    parent = multiprocessing.parent_process()
+    if parent is None:
+        return
+
+    def watch() -> None:
+        multiprocessing.connection.wait([parent.sentinel])
+        os._exit(1)
+
+    threading.Thread(target=watch, name="rag-parse-parent", daemon=True).start()
 
 
 def _context() -> multiprocessing.context.BaseContext:

@@ -135,6 +135,58 @@ def test_kill_9_during_an_update_loses_nothing(slow_server, tmp_path, trial):
     assert_whole(settings_for(db, slow_server.url), files, folder)
 
 
+def _descendants(pid: int) -> set[int]:
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry.name))
+    found, todo = set(), [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.add(child)
+            todo.append(child)
+    return found
+
+
+def _running(pid: int) -> bool:
+    try:
+        return (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads the process tree from /proc (Linux)")
+def test_kill_9_while_files_are_parsed_in_a_pool_leaves_no_process_behind(slow_server, tmp_path):
+    folder = tmp_path / "docs"
+    files = write_folder(folder, 40)  # past the pool's minimum
+    db = tmp_path / "db"
+    proc = rag_index(folder, db, slow_server.url, env={"RAG_WORKERS": "2"})
+    helpers: set[int] = set()
+    deadline = time.monotonic() + 30
+    while len(helpers) < 3 and proc.poll() is None and time.monotonic() < deadline:  # fork server + 2 workers
+        helpers = _descendants(proc.pid)
+        time.sleep(0.02)
+    assert len(helpers) >= 3, "the run never started its parsing workers"
+
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()  # not communicate(): workers left behind would hold its output pipes open forever
+    for pipe in (proc.stdout, proc.stderr):
+        assert pipe is not None
+        pipe.close()
+    deadline = time.monotonic() + 15
+    while any(_running(pid) for pid in helpers) and time.monotonic() < deadline:
+        time.sleep(0.1)
+
+    assert not [pid for pid in helpers if _running(pid)], "parsing processes outlived the run they served"
+    code, report, err = finish(rag_index(folder, db, slow_server.url))
+    assert code == 0, err
+    assert_whole(settings_for(db, slow_server.url), files, folder)
+
+
 @pytest.mark.parametrize("point", ["after_store_add", "after_state_commit"])
 def test_a_crash_between_commit_steps_is_repaired(ollama_server, tmp_path, point):
     folder = tmp_path / "docs"
