@@ -20,7 +20,7 @@ from pathlib import Path
 
 from ingest.chunking import chunk_document
 from ingest.errors import LoadError
-from ingest.loaders import LoadLimits, LoadResult, check_pdf_parts
+from ingest.loaders import LoadLimits, check_pdf_parts, load
 from ingest.records import Chunk, Skip
 from ingest.state import file_sha256
 
@@ -101,7 +101,7 @@ def parse_files(jobs: list[LoadJob], workers: int, notices: list[Skip]) -> Itera
                 done.add(loaded.rel)
                 yield loaded
         except cf.process.BrokenProcessPool:
-            # Spawned workers re-import the caller's main module: a script without an
+            # The workers (or their fork server) import the caller's main module: a script without an
             # `if __name__ == "__main__":` guard kills them. Finish in this process instead.
             notices.append(Skip(
                 "workers", "the parsing processes could not start (is the calling script missing an "
@@ -121,7 +121,7 @@ def load_file(job: LoadJob) -> Loaded:
         out.sha256 = file_sha256(Path(job.path))
         if job.old_sha and out.sha256 == job.old_sha:
             return out  # touched, not changed
-        loaded = load(Path(job.path), Path(job.root), job.limits, job.part, job.parts)
+        loaded = load(Path(job.path), Path(job.root), job.limits, part=job.part, parts=job.parts)
         out.warnings = list(loaded.warnings)
         chunks = [
             c
@@ -140,13 +140,6 @@ def load_file(job: LoadJob) -> Loaded:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         out.skipped = f"{type(exc).__name__}: {first}" if first else type(exc).__name__
     return out
-
-
-def load(path: Path, root: Path, limits: LoadLimits, part: int = 0, parts: int = 1) -> LoadResult:
-    """The loader, imported late so worker processes pay for it once."""
-    from ingest.loaders import load as _load
-
-    return _load(path, root, limits, part=part, parts=parts)
 
 
 def _pooled(jobs: list[LoadJob], workers: int) -> Iterator[Loaded]:
