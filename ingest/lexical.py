@@ -185,6 +185,10 @@ class LexicalIndex:
     def __init__(self, conn: sqlite3.Connection, path: Path | None, *, outdated: bool = False) -> None:
         self._conn = conn
         self.path = path
+        # Chunk number -> length (in terms), for searches without filters: joining ``docs`` for each
+        # posting read was half the cost of a search. Grown with the chunks added since; a number is
+        # never reused and a chunk's length never changes, so nothing in it goes stale.
+        self._lengths = np.zeros(0, dtype=np.int64)
         # True when the postings were written under other term rules (`TERMS_VERSION`):
         # the indexer rebuilds them from the chunk texts in Chroma before their scores mean anything.
         self.outdated = outdated
@@ -333,12 +337,7 @@ class LexicalIndex:
                 if read + df[unread[0]] > MAX_POSTINGS and found.size:
                     break
                 term = unread.pop(0)
-                sql = (
-                    "SELECT p.doc, p.tf, d.length FROM postings p JOIN docs d ON d.doc = p.doc "
-                    f"WHERE p.term = ?{filters} LIMIT ?"
-                )
-                rows = np.array(self._conn.execute(sql, [term, *filter_params, MAX_POSTINGS]).fetchall(),
-                                dtype=np.int64).reshape(-1, 3)
+                rows = self._postings(term, filters, filter_params)
                 read += len(rows)
                 found.add(rows[:, 0], part(term, rows[:, 1], rows[:, 2]), rows[:, 2])
                 if read >= MAX_POSTINGS:
@@ -346,6 +345,37 @@ class LexicalIndex:
             if unread and found.size:
                 self._add_unread_terms(found, unread, k, bound, part)
             return self._best(found, k)
+
+    def _postings(self, term: str, filters: str, filter_params: list[str]) -> np.ndarray:
+        """Up to `MAX_POSTINGS` of ``term``'s postings as rows of (chunk number, tf, chunk length)."""
+        if filters or self._conn.in_transaction:
+            # Filtered, or inside a writer's transaction (numbers it uses may be rolled back and reused).
+            sql = (
+                "SELECT p.doc, p.tf, d.length FROM postings p JOIN docs d ON d.doc = p.doc "
+                f"WHERE p.term = ?{filters} LIMIT ?"
+            )
+            return np.array(self._conn.execute(sql, [term, *filter_params, MAX_POSTINGS]).fetchall(),
+                            dtype=np.int64).reshape(-1, 3)
+        pairs = np.array(self._conn.execute("SELECT doc, tf FROM postings WHERE term = ? LIMIT ?",
+                                            (term, MAX_POSTINGS)).fetchall(), dtype=np.int64).reshape(-1, 2)
+        lengths = self._lengths_of(pairs[:, 0])
+        known = lengths > 0  # a posting left by a damaged file for a chunk not in ``docs`` is not read
+        return np.column_stack([pairs[known], lengths[known]])
+
+    def _lengths_of(self, docs: np.ndarray) -> np.ndarray:
+        """The lengths of chunks ``docs`` (0 for a number not in ``docs``)."""
+        if docs.size and int(docs.max()) >= len(self._lengths):
+            rows = np.array(self._conn.execute("SELECT doc, length FROM docs WHERE doc >= ?",
+                                               (len(self._lengths),)).fetchall(), dtype=np.int64).reshape(-1, 2)
+            if len(rows):
+                grown = np.zeros(int(rows[:, 0].max()) + 1, dtype=np.int64)
+                grown[: len(self._lengths)] = self._lengths
+                grown[rows[:, 0]] = rows[:, 1]
+                self._lengths = grown
+        out = np.zeros(len(docs), dtype=np.int64)
+        inside = docs < len(self._lengths)
+        out[inside] = self._lengths[docs[inside]]
+        return out
 
     def _add_unread_terms(
         self,

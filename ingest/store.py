@@ -357,11 +357,12 @@ class Store:
         )
         return [list(row) for row in result["ids"]]
 
-    def get(self, ids: Sequence[str], *, with_embeddings: bool = False) -> list[StoredChunk]:
-        """Chunks by id, in the order given (missing ids are left out)."""
+    def get(self, ids: Sequence[str], *, with_embeddings: bool = False, with_text: bool = True) -> list[StoredChunk]:
+        """Chunks by id, in the order given (missing ids are left out). ``with_text=False`` leaves out
+        texts and metadata (as in `query`): half the cost of reading 30 chunks with their vectors."""
         if not ids:
             return []
-        include = ["documents", "metadatas"] + (["embeddings"] if with_embeddings else [])
+        include = (["documents", "metadatas"] if with_text else []) + (["embeddings"] if with_embeddings else [])
         rows: list[StoredChunk] = []
         try:
             rows = self._get_rows(list(ids), include)
@@ -383,7 +384,9 @@ class Store:
     def _get_rows(self, ids: list[str], include: list[str]) -> list[StoredChunk]:
         result = self._col.get(ids=ids, include=include)
         embs = result.get("embeddings") if "embeddings" in include else None
-        return _rows(result["ids"], result["documents"], result["metadatas"], embs, None)
+        none = [None] * len(result["ids"])
+        docs, metas = (result["documents"], result["metadatas"]) if "documents" in include else (none, none)
+        return _rows(result["ids"], docs, metas, embs, None)
 
     def raw(self, ids: Sequence[str]) -> dict[str, Any]:
         """Ids, vectors, texts and metadata exactly as stored (for `put_raw`)."""

@@ -194,10 +194,9 @@ def search(
 
     # Only chunks that committed file records own: a batch being written, or chunks it replaced,
     # are never returned, so a reader sees each file whole, as of one commit.
-    owners = state.lexical.owners([c.id for c in dense])
-    dense = [replace(c, source=owners[c.id]) for c in dense if c.id in owners]
-    by_id = {c.id: c for c in dense}
-    by_id.update({c.id: c for c in lexical_chunks})  # these come with their texts
+    owners = state.lexical.owners([c.id for c in dense + lexical_chunks])
+    by_id = {c.id: replace(c, source=owners[c.id]) for c in dense + lexical_chunks if c.id in owners}
+    dense = [by_id[c.id] for c in dense if c.id in by_id]
     cands = [c for c in by_id.values() if c.embedding is not None]
     if not cands:
         return []
@@ -226,11 +225,8 @@ def search(
     picked = [chosen[i] for i in order]
     top = chosen[:k]
     # One read for the texts of the top k (the floor below) and of the passages returned.
-    fetched = {c.id for c in lexical_chunks}
-    unread = list(dict.fromkeys(c.id for c in top + picked if c.id not in fetched))
     # A chunk a writer replaced since the query is gone from the store: it is left out.
-    full = {c.id: c for c in by_id.values() if c.id in fetched}
-    full.update({c.id: c for c in store.get(unread)})
+    full = {c.id: c for c in store.get(list(dict.fromkeys(c.id for c in top + picked)))}
     # The floor gates the question, not each passage: if the best candidates are not relevant
     # enough, the documents do not hold the answer; otherwise weaker passages may still add context.
     best_cos = max(cos_by_id[c.id] for c in top)
@@ -243,9 +239,10 @@ def search(
 def _lexical_candidates(
     lexical: LexicalIndex, store: Store, query: str, pool: int, sources: list[str] | None, kinds: list[str] | None
 ) -> tuple[list[tuple[str, float]], list[StoredChunk]]:
-    """BM25's ranking, and its candidates read whole (vectors, texts), on a worker thread."""
+    """BM25's ranking, and its candidates' vectors, on a worker thread (texts are read for the passages
+    returned only, as for the dense candidates)."""
     ranking = lexical.search(query, pool, sources=sources, kinds=kinds)
-    return ranking, store.get([cid for cid, _ in ranking], with_embeddings=True)
+    return ranking, store.get([cid for cid, _ in ranking], with_embeddings=True, with_text=False)
 
 
 def top_overlap(query: str, top: Sequence[StoredChunk], lexical: LexicalIndex | None) -> float:

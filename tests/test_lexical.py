@@ -269,3 +269,29 @@ def test_terms_in_names_the_query_terms_the_given_chunks_hold(index: LexicalInde
     # The relevance floor's share of query terms, from postings, is the one splitting the texts gives.
     assert len(found) / len(asked) == overlap(asked, "\n".join(texts))
     assert index.terms_in([], asked) == set() and index.terms_in(["en1"], set()) == set()
+
+
+def test_a_long_lived_reader_scores_chunks_written_since_as_a_fresh_reader_does(tmp_path: Path) -> None:
+    """A reader (`rag serve`, an app's RAG object) keeps chunk lengths between searches: chunks another
+    connection writes and replaces later must rank and score exactly as for a reader opened after."""
+    writer = LexicalIndex.open(tmp_path / "db", "docs")
+    writer.add([chunk("a", "backup runs nightly at two"), chunk("b", "the backup window is short and backup logs rotate")])
+    writer.commit()
+    reader = LexicalIndex.open(tmp_path / "db", "docs")
+    assert [cid for cid, _ in reader.search("backup", 5)] == ["b", "a"]
+
+    writer.add([chunk("c", "backup " * 40 + "archive"), chunk("a", "备份 每晚 backup backup backup")])
+    writer.delete(["b"])
+    writer.commit()
+    fresh = LexicalIndex.open(tmp_path / "db", "docs")
+    for query in ("backup", "backup archive", "备份"):
+        assert reader.search(query, 5) == fresh.search(query, 5)
+    assert {cid for cid, _ in reader.search("backup", 5)} == {"a", "c"}
+
+
+def test_a_posting_left_for_a_chunk_no_longer_in_docs_is_not_returned(tmp_path: Path, index: LexicalIndex) -> None:
+    conn = sqlite3.connect(lexical_path(tmp_path / "db", "docs"))
+    conn.execute("INSERT INTO postings VALUES ('warranti', 999999, 3)")
+    conn.commit()
+    reader = LexicalIndex.open(tmp_path / "db", "docs")
+    assert [cid for cid, _ in reader.search("warranty", 1)] == ["pdf1"]
