@@ -18,7 +18,7 @@ HAN_RANGES = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
 HAN = re.compile(f"[{HAN_RANGES}]")
 # Letters of any script, Han included (no digits, punctuation or spaces): the share's denominator,
 # so that markup, numbers and layout do not dilute it.
-_LETTER = re.compile(r"[^\W\d_]")
+_LETTERS = re.compile(r"[^\W\d_]+")  # runs, not single letters: one match per word
 
 # Above this share of Han among the letters, a folder counts as Chinese-heavy.
 HAN_HEAVY_SHARE = 0.3
@@ -60,7 +60,7 @@ class HanShare:
     def add(self, text: str) -> None:
         """Count the Han characters and the letters of ``text``."""
         self.han += len(HAN.findall(text))
-        self.letters += len(_LETTER.findall(text))
+        self.letters += sum(map(len, _LETTERS.findall(text)))
 
     @property
     def share(self) -> float:
