@@ -367,3 +367,62 @@ def test_text_files_are_parsed_without_a_pool_unless_asked(ollama_server, tmp_pa
     monkeypatch.setattr(parsing, "_pooled", lambda jobs, w: pytest.fail("pool started"))
     report = index_folder(docs, IndexSettings.resolve(host=ollama_server.url, db=tmp_path / "db"))
     assert len(report.added) == 40
+
+
+def raw_collection(settings):
+    """The Chroma collection itself, as another Chroma client would see it."""
+    return Store.open(settings.db, settings.collection)._col
+
+
+def test_chunk_texts_stay_out_of_chromas_unused_full_text_index(ollama_server, settings, tmp_path):
+    """Chroma indexes every document for full-text search, which rag never asks for (its BM25 is its own):
+    the texts go into each chunk's metadata, and read back the same."""
+    docs = make_folder(tmp_path)
+    index_folder(docs, settings)
+    stored = raw_collection(settings).get(include=["documents", "metadatas"])
+    assert stored["ids"] and all(doc is None for doc in stored["documents"])
+    by_id = dict(zip(stored["ids"], stored["metadatas"], strict=True))
+    rows = Store.open(settings.db, settings.collection).get(recorded_ids(settings, "zh/rag.md"))
+    assert rows and all(r.text and r.text == by_id[r.id]["text"] for r in rows)
+    assert any("检索增强生成" in r.text for r in rows)
+
+
+def test_an_index_holding_texts_as_chroma_documents_is_still_read_updated_and_rebuilt(
+    ollama_server, settings, tmp_path
+):
+    """An index written by an earlier version (texts as Chroma documents) answers and updates as before."""
+    from ingest.state import state_path
+    from ingest.verify import reinsert
+    from rag import RAG
+
+    docs = make_folder(tmp_path)
+    index_folder(docs, settings)
+    col = raw_collection(settings)
+    old = col.get(include=["embeddings", "metadatas"])
+    col.delete(ids=old["ids"])
+    col.add(ids=old["ids"], embeddings=old["embeddings"],
+            documents=[meta["text"] for meta in old["metadatas"]],
+            metadatas=[{k: v for k, v in meta.items() if k != "text"} for meta in old["metadatas"]])
+
+    def texts(source: str) -> list[str]:
+        return [r.text for r in Store.open(settings.db, settings.collection).get(recorded_ids(settings, source))]
+
+    assert any("cosine distance" in t for t in texts("notes.txt"))
+    # `rag verify --repair` re-adds chunks HNSW cannot reach: their texts go with them.
+    assert reinsert(Store.open(settings.db, settings.collection), recorded_ids(settings, "ollama.md")) > 0
+    assert any("Context length" in t for t in texts("ollama.md"))
+    with RAG(db=str(settings.db), collection=settings.collection, host=ollama_server.url) as kb:
+        assert any("检索增强生成" in hit.text for hit in kb.search("检索增强生成是什么", mode="bm25"))
+
+    (docs / "notes.txt").write_text("Chroma keeps vectors on disk, in HNSW graphs.\n")
+    report = index_folder(docs, settings)
+    assert report.updated == ["notes.txt"]
+    assert texts("notes.txt") == ["Chroma keeps vectors on disk, in HNSW graphs."]
+    assert any("Context length" in t for t in texts("ollama.md"))
+
+    for suffix in ("", "-wal", "-shm"):  # the state rebuilt from the store reads both layouts
+        Path(str(state_path(settings.db, settings.collection)) + suffix).unlink(missing_ok=True)
+    index_folder(docs, settings)
+    state = IndexState.open(settings.db, settings.collection)
+    assert state.lexical.search("HNSW graphs", 1) and state.lexical.search("unit vectors", 1)
+    state.close()
