@@ -188,7 +188,7 @@ class LexicalIndex:
         # Chunk number -> length (in terms), for searches without filters: joining ``docs`` for each
         # posting read was half the cost of a search. Grown with the chunks added since; a number is
         # never reused and a chunk's length never changes, so nothing in it goes stale.
-        self._lengths = np.zeros(0, dtype=np.int64)
+        self._lengths = np.zeros(0, dtype=np.int32)
         # True when the postings were written under other term rules (`TERMS_VERSION`):
         # the indexer rebuilds them from the chunk texts in Chroma before their scores mean anything.
         self.outdated = outdated
@@ -368,7 +368,7 @@ class LexicalIndex:
             rows = np.array(self._conn.execute("SELECT doc, length FROM docs WHERE doc >= ?",
                                                (len(self._lengths),)).fetchall(), dtype=np.int64).reshape(-1, 2)
             if len(rows):
-                grown = np.zeros(int(rows[:, 0].max()) + 1, dtype=np.int64)
+                grown = np.zeros(int(rows[:, 0].max()) + 1, dtype=np.int32)
                 grown[: len(self._lengths)] = self._lengths
                 grown[rows[:, 0]] = rows[:, 1]
                 self._lengths = grown
