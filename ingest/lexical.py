@@ -328,6 +328,10 @@ class LexicalIndex:
             # Candidates by chunk number (`docs.doc`), with the sum of the scores of the terms read so
             # far: a lower bound of each one's full score. Numbers, not ids, and numpy, not a dict per
             # posting: a search reads up to 2 x MAX_POSTINGS postings.
+            if not filters and not self._conn.in_transaction:
+                # Before the postings, not after: each read sees its own commit, and a chunk that a
+                # writer replaces between the two must still have its length here (it was read first).
+                self._refresh_lengths()
             found = _Candidates()
             read = 0
             while unread:
@@ -362,16 +366,20 @@ class LexicalIndex:
         known = lengths > 0  # a posting left by a damaged file for a chunk not in ``docs`` is not read
         return np.column_stack([pairs[known], lengths[known]])
 
+    def _refresh_lengths(self) -> None:
+        """Add the lengths of the chunks written since the last call (a range read past the last known number)."""
+        rows = np.array(self._conn.execute("SELECT doc, length FROM docs WHERE doc >= ?",
+                                           (len(self._lengths),)).fetchall(), dtype=np.int64).reshape(-1, 2)
+        if len(rows):
+            grown = np.zeros(int(rows[:, 0].max()) + 1, dtype=np.int32)
+            grown[: len(self._lengths)] = self._lengths
+            grown[rows[:, 0]] = rows[:, 1]
+            self._lengths = grown
+
     def _lengths_of(self, docs: np.ndarray) -> np.ndarray:
         """The lengths of chunks ``docs`` (0 for a number not in ``docs``)."""
         if docs.size and int(docs.max()) >= len(self._lengths):
-            rows = np.array(self._conn.execute("SELECT doc, length FROM docs WHERE doc >= ?",
-                                               (len(self._lengths),)).fetchall(), dtype=np.int64).reshape(-1, 2)
-            if len(rows):
-                grown = np.zeros(int(rows[:, 0].max()) + 1, dtype=np.int32)
-                grown[: len(self._lengths)] = self._lengths
-                grown[rows[:, 0]] = rows[:, 1]
-                self._lengths = grown
+            self._refresh_lengths()
         out = np.zeros(len(docs), dtype=np.int64)
         inside = docs < len(self._lengths)
         out[inside] = self._lengths[docs[inside]]

@@ -241,6 +241,11 @@ class IndexState:
                 out.update(r[0] for r in self._conn.execute(f"SELECT id FROM docs WHERE id IN ({marks})", part))
         return out
 
+    def data_version(self) -> int:
+        """A number that changes when another connection commits to this file (SQLite's data_version)."""
+        with self._errors("read"):
+            return int(self._conn.execute("PRAGMA data_version").fetchone()[0])
+
     def chunk_count(self) -> int:
         """Chunks owned by records (the ``docs`` table)."""
         with self._errors("read"):

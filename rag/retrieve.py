@@ -45,6 +45,8 @@ KIND_ALIASES = {
 }
 
 
+# A search that a writer's commit overlapped is run again, at most this many times in all (`search`).
+SEARCH_ATTEMPTS = 3
 # BM25 searches run here while their query is embedded (`search`); threads start on first use.
 _BM25_WORKERS = ThreadPoolExecutor(max_workers=4, thread_name_prefix="rag-bm25")
 
@@ -170,7 +172,34 @@ def search(
     kinds: Collection[str] | None = None,
     mode: Mode | None = None,
 ) -> list[Hit]:
-    """The ``k`` best passages for ``query``; ``mode`` defaults to hybrid or dense per ``settings.hybrid``."""
+    """The ``k`` best passages for ``query``; ``mode`` defaults to hybrid or dense per ``settings.hybrid``.
+
+    A search reads the index state and Chroma in several steps. When a writer commits in between, the
+    chunks it replaced may be gone by the time their vectors or texts are read (a search could then come
+    back short, or empty): such a search is run again, on the state as of that commit.
+    """
+    hits: list[Hit] = []
+    for _ in range(SEARCH_ATTEMPTS):
+        version = state.data_version()
+        hits = _search_once(store, state, embedder, query, settings=settings, k=k, where_glob=where_glob,
+                            kinds=kinds, mode=mode)
+        if state.data_version() == version:
+            break
+    return hits
+
+
+def _search_once(
+    store: Store,
+    state: IndexState,
+    embedder: Embedder,
+    query: str,
+    *,
+    settings: Settings,
+    k: int | None,
+    where_glob: str | None,
+    kinds: Collection[str] | None,
+    mode: Mode | None,
+) -> list[Hit]:
     k = k or settings.k
     lexical: LexicalIndex | None = None if state.lexical.outdated else state.lexical
     mode = mode or ("hybrid" if settings.hybrid and lexical is not None else "dense")
@@ -225,7 +254,8 @@ def search(
     picked = [chosen[i] for i in order]
     top = chosen[:k]
     # One read for the texts of the top k (the floor below) and of the passages returned.
-    # A chunk a writer replaced since the query is gone from the store: it is left out.
+    # A chunk a writer replaced since the query is gone from the store: it is left out (and `search`
+    # runs again: the writer's commit changed the state).
     full = {c.id: c for c in store.get(list(dict.fromkeys(c.id for c in top + picked)))}
     # The floor gates the question, not each passage: if the best candidates are not relevant
     # enough, the documents do not hold the answer; otherwise weaker passages may still add context.
