@@ -328,7 +328,10 @@ class LexicalIndex:
             # Candidates by chunk number (`docs.doc`), with the sum of the scores of the terms read so
             # far: a lower bound of each one's full score. Numbers, not ids, and numpy, not a dict per
             # posting: a search reads up to 2 x MAX_POSTINGS postings.
-            if not filters and not self._conn.in_transaction:
+            # Lengths from this reader's array, except with filters (the join applies them) or inside a
+            # writer's transaction (chunk numbers it uses may be rolled back and used again).
+            cached = not filters and not self._conn.in_transaction
+            if cached:
                 # Before the postings, not after: each read sees its own commit, and a chunk that a
                 # writer replaces between the two must still have its length here (it was read first).
                 self._refresh_lengths()
@@ -341,7 +344,7 @@ class LexicalIndex:
                 if read + df[unread[0]] > MAX_POSTINGS and found.size:
                     break
                 term = unread.pop(0)
-                rows = self._postings(term, filters, filter_params)
+                rows = self._postings(term, filters, filter_params, cached=cached)
                 read += len(rows)
                 found.add(rows[:, 0], part(term, rows[:, 1], rows[:, 2]), rows[:, 2])
                 if read >= MAX_POSTINGS:
@@ -350,10 +353,10 @@ class LexicalIndex:
                 self._add_unread_terms(found, unread, k, bound, part)
             return self._best(found, k)
 
-    def _postings(self, term: str, filters: str, filter_params: list[str]) -> np.ndarray:
-        """Up to `MAX_POSTINGS` of ``term``'s postings as rows of (chunk number, tf, chunk length)."""
-        if filters or self._conn.in_transaction:
-            # Filtered, or inside a writer's transaction (numbers it uses may be rolled back and reused).
+    def _postings(self, term: str, filters: str, filter_params: list[str], *, cached: bool) -> np.ndarray:
+        """Up to `MAX_POSTINGS` of ``term``'s postings as rows of (chunk number, tf, chunk length), the
+        lengths from the reader's array when ``cached``, else joined from ``docs``."""
+        if not cached:
             sql = (
                 "SELECT p.doc, p.tf, d.length FROM postings p JOIN docs d ON d.doc = p.doc "
                 f"WHERE p.term = ?{filters} LIMIT ?"
