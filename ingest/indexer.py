@@ -257,8 +257,8 @@ class Indexer:
     def _sync_state_with_store(self) -> None:
         """Bring the state file in line with the store before trusting it.
 
-        - written by an older version (JSON manifest), or postings under older term rules: rebuild
-          it from the store's chunk texts and metadata (nothing is re-embedded);
+        - written by an older version (JSON manifest, no passages), or postings under older term rules:
+          rebuild it from the store's chunks and metadata (nothing is re-embedded);
         - the store's generation is ahead (another client wrote, or a crash came between a commit
           and recording its generation): rebuild it from the store;
         - the store's generation is behind (the store was damaged, restored or recreated): keep
@@ -268,7 +268,7 @@ class Indexer:
         store_gen = self.store.generation()
         state_gen = int(self.state.get_meta("generation", "0") or 0)
         if store_gen < state_gen or (store_gen == state_gen and not self.state.lexical.outdated
-                                      and not legacy.exists()):
+                                      and self.state.passages_ready and not legacy.exists()):
             if store_gen != state_gen:
                 self.state.begin()
                 self.state.set_meta("generation", str(store_gen))
@@ -299,7 +299,7 @@ class Indexer:
         if self.store.count() == self.state.chunk_count() == self.state.recorded_chunks() == self.state.lexical.count():
             return
         self.state.begin()
-        self.state.lexical.recount()
+        self.state.recount()
         self.state.commit()
         stored = set(self.store.iter_ids())
         owned: dict[str, str] = dict(self.state.iter_docs())
@@ -424,7 +424,8 @@ class Indexer:
         self.state.begin()
         try:
             self._stale += self.state.put_files(
-                [(FileRecord(f.rel, f.sha256, f.size, f.mtime, len(f.chunks or ())), f.chunks or ()) for f in group.files]
+                [(FileRecord(f.rel, f.sha256, f.size, f.mtime, len(f.chunks or ())), f.chunks or ()) for f in group.files],
+                {c.id: v for c, v in zip(group.chunks, vectors, strict=True)},
             )
         except BaseException:
             self._rollback_groups()
@@ -569,7 +570,7 @@ def open_or_replace_state(folder: Path, collection: str) -> tuple[IndexState, st
 
 
 def rebuild_state(state: IndexState, store: Store, generation: int, batch: int = 1000) -> int:
-    """Rebuild the file records and postings from the store alone (chunk texts and their metadata).
+    """Rebuild the file records, postings and passages from the store alone (chunks and their metadata).
 
     Each chunk's metadata names its file's version (sha256, size, mtime). Where a crash left chunks
     of two versions of one file, the newest version is kept and the others are left unowned, for the
@@ -587,10 +588,10 @@ def rebuild_state(state: IndexState, store: Store, generation: int, batch: int =
     state.begin()
     try:
         state.reset()
-        for rows in store.iter_chunks(batch):
+        for rows in store.iter_chunks(batch, with_embeddings=True):
             keep = [(row, meta) for row, meta in rows
                     if newest.get(row.source, (0.0, ""))[1] == str(meta.get("file_sha256", ""))]
-            state.lexical.add([row for row, _ in keep])
+            state.add_stored([row for row, _ in keep])
             n += len(keep)
             for row, meta in keep:
                 counts[row.source] += 1
@@ -668,7 +669,7 @@ def sync_cache(settings: IndexSettings, store: Store) -> IndexState:
     a non-empty cache is used as is: a consistent, slightly older view beats rebuilding mid-run."""
     state = IndexState.open(cache_dir(settings), settings.collection)
     generation = store.generation()
-    if int(state.get_meta("generation", "0") or 0) != generation or state.lexical.outdated:
+    if int(state.get_meta("generation", "0") or 0) != generation or state.lexical.outdated or not state.passages_ready:
         writing = store.read_marker(lock_name(store.name)) is not None
         if not writing or state.chunk_count() == 0:
             rebuild_state(state, store, generation)

@@ -209,12 +209,13 @@ class LexicalIndex:
     def close(self) -> None:
         self._conn.close()
 
-    def add(self, chunks: Sequence[ChunkLike], *, replace: bool = True) -> None:
-        """Add chunks (an id already present is replaced; ``replace=False`` when the caller knows none is)."""
+    def add(self, chunks: Sequence[ChunkLike], *, replace: bool = True) -> list[int]:
+        """Add chunks (an id already present is replaced; ``replace=False`` when the caller knows none is);
+        return the chunk numbers given to them, in order."""
         if replace:
             self.delete([c.id for c in chunks])
         if not chunks:
-            return
+            return []
         with self._errors("write"):
             # Postings carry the chunk's row number in ``docs``, not its 32-character id: a third of the
             # file size and of the B-tree work per posting (bench/results/bench.md).
@@ -243,6 +244,7 @@ class LexicalIndex:
                 sorted(df.items()),
             )
             self._bump(len(docs), total)
+        return [doc for doc, *_ in docs]
 
     def delete(self, ids: Sequence[str]) -> None:
         """Remove chunks by id; unknown ids are ignored."""

@@ -304,18 +304,21 @@ class Store:
             self._guard(lambda i=i: self._col.delete(ids=ids[i : i + 5000]))
 
     def query(
-        self, embedding: np.ndarray, n: int, where: dict[str, Any] | None = None, *, with_text: bool = True
+        self, embedding: np.ndarray, n: int, where: dict[str, Any] | None = None, *, with_text: bool = True,
+        with_embeddings: bool = True,
     ) -> list[StoredChunk]:
         """The ``n`` nearest chunks by Chroma's ANN index, with their embeddings for exact re-scoring.
 
-        ``with_text=False`` leaves out texts and metadata (empty ``text`` and ``source``): reading them
-        is most of the cost of a query for 30 candidates, and a search needs them for its top few only.
+        ``with_text=False`` leaves out texts and metadata (empty ``text`` and ``source``), and
+        ``with_embeddings=False`` the embeddings: the read path takes both from the index state's copy
+        (`ingest.state`), and reading them from Chroma was most of the cost of a query for 30 candidates.
         """
         if n <= 0:
             return []
         # No count() first: Chroma (1.5) returns fewer than ``n_results`` from a smaller (or empty)
         # collection, and the extra round trip was a fifth of a dense query.
-        include = ["embeddings", "distances"] + (["documents", "metadatas"] if with_text else [])
+        include = (["embeddings"] if with_embeddings else []) + ["distances"] + (
+            ["documents", "metadatas"] if with_text else [])
 
         def ask() -> Any:
             return self._col.query(query_embeddings=[np.asarray(embedding, dtype=np.float32)], n_results=n,
@@ -331,7 +334,8 @@ class Store:
         ids = result["ids"][0]
         docs = result["documents"][0] if with_text else [None] * len(ids)
         metas = result["metadatas"][0] if with_text else [None] * len(ids)
-        return _rows(ids, docs, metas, result["embeddings"][0], result["distances"][0])
+        embs = result["embeddings"][0] if with_embeddings else None
+        return _rows(ids, docs, metas, embs, result["distances"][0])
 
     def _stale_view(self, exc: BaseException) -> bool:
         """This process's copy of the embedded HNSW graph still lists chunks another process (the
@@ -417,16 +421,20 @@ class Store:
             yield from result["ids"]
             offset += len(result["ids"])
 
-    def iter_chunks(self, batch: int = 1000) -> Iterator[list[tuple[StoredChunk, dict[str, Any]]]]:
-        """Every stored chunk (text and metadata, no embedding), a page at a time."""
+    def iter_chunks(
+        self, batch: int = 1000, *, with_embeddings: bool = False
+    ) -> Iterator[list[tuple[StoredChunk, dict[str, Any]]]]:
+        """Every stored chunk (text and metadata, and the embedding if asked), a page at a time."""
+        include = ["documents", "metadatas"] + (["embeddings"] if with_embeddings else [])
         offset = 0
         while True:
             result = self._guard(
-                lambda offset=offset: self._col.get(include=["documents", "metadatas"], limit=batch, offset=offset)
+                lambda offset=offset: self._col.get(include=include, limit=batch, offset=offset)
             )
             if not result["ids"]:
                 return
-            rows = _rows(result["ids"], result["documents"], result["metadatas"], None, None)
+            embs = result["embeddings"] if with_embeddings else None
+            rows = _rows(result["ids"], result["documents"], result["metadatas"], embs, None)
             yield [(row, dict(meta or {})) for row, meta in zip(rows, result["metadatas"], strict=True)]
             offset += len(result["ids"])
 

@@ -79,7 +79,7 @@ def repair(store: Store, state: IndexState, report: VerifyReport) -> VerifyRepor
     if report.orphans:
         store.delete(report.orphans)
     state.begin()
-    state.lexical.recount()
+    state.recount()
     state.commit()
     if report.missing:
         owners = dict(state.iter_docs())

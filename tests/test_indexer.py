@@ -426,3 +426,101 @@ def test_an_index_holding_texts_as_chroma_documents_is_still_read_updated_and_re
     state = IndexState.open(settings.db, settings.collection)
     assert state.lexical.search("HNSW graphs", 1) and state.lexical.search("unit vectors", 1)
     state.close()
+
+
+def assert_copy_matches_store(settings) -> int:
+    """Every committed chunk has a copy in the state (text, page, heading, vector) equal to the store's,
+    and no copy is left of a chunk no longer owned; returns the number of chunks."""
+    import sqlite3
+
+    import numpy as np
+
+    from ingest.state import state_path
+
+    state = IndexState.open(settings.db, settings.collection)
+    try:
+        ids = state.chunk_ids()
+        copies = state.passages(ids)
+        assert state.passages_ready
+    finally:
+        state.close()
+    stored = {r.id: r for r in Store.open(settings.db, settings.collection).get(ids, with_embeddings=True)}
+    assert ids and set(copies) == set(ids) == set(stored)
+    for cid, copy in copies.items():
+        row = stored[cid]
+        assert (copy.text, copy.page, copy.heading, copy.source, copy.kind) == (
+            row.text, row.page, row.heading, row.source, row.kind)
+        # Chroma hands back its cosine space's normalised copy of a unit vector: equal to the last bit or so.
+        assert np.allclose(copy.embedding, row.embedding, rtol=0, atol=1e-6)
+    with sqlite3.connect(state_path(settings.db, settings.collection)) as conn:
+        assert conn.execute("SELECT COUNT(*) FROM passages").fetchone()[0] == len(ids)
+    return len(ids)
+
+
+def test_the_state_keeps_a_copy_of_every_committed_chunk_in_step_with_the_store(ollama_server, settings, tmp_path):
+    """Searches read texts and vectors from the state's copy: it follows every add, edit and delete."""
+    docs = make_folder(tmp_path)
+    first = index_folder(docs, settings)
+    assert assert_copy_matches_store(settings) == first.chunks
+    (docs / "notes.txt").write_text("Chroma keeps vectors on disk, in HNSW graphs.\n")
+    (docs / "zh" / "rag.md").unlink()
+    (docs / "new.md").write_text("# 新文件\n\n向量存储在本地磁盘上。\n", encoding="utf-8")
+    report = index_folder(docs, settings)
+    assert report.updated == ["notes.txt"] and report.added == ["new.md"] and report.removed == ["zh/rag.md"]
+    assert assert_copy_matches_store(settings) == Store.open(settings.db, settings.collection).count()
+
+
+def test_a_state_from_before_the_copy_is_searched_through_chroma_then_rebuilt_without_embedding(
+    ollama_server, settings, tmp_path
+):
+    import sqlite3
+
+    from ingest.state import PASSAGES_READY, state_path
+    from rag import RAG
+
+    docs = make_folder(tmp_path)
+    first = index_folder(docs, settings)
+    questions = ["How are inputs past the context handled?", "检索增强生成和微调有什么不同", "cosine distance"]
+
+    def answers() -> list[list[tuple[str, str, float]]]:
+        with RAG(db=str(settings.db), collection=settings.collection, host=ollama_server.url) as kb:
+            return [[(h.source, h.text, h.score) for h in kb.search(q, mode=mode)]
+                    for q in questions for mode in ("dense", "bm25", "hybrid")]
+
+    before = answers()
+    with sqlite3.connect(state_path(settings.db, settings.collection)) as conn:  # as an earlier version wrote it
+        conn.execute("DROP TABLE passages")
+        conn.execute("DELETE FROM stats WHERE key = ?", (PASSAGES_READY,))
+    assert answers() == before  # read from Chroma meanwhile
+    ollama_server.clear_requests()
+    report = index_folder(docs, settings)
+    assert embed_calls(ollama_server) == 0 and report.chunks == 0
+    assert any("rebuilt the index state" in w.reason for w in report.warnings)
+    assert assert_copy_matches_store(settings) == first.chunks
+    assert answers() == before
+    assert index_folder(docs, settings).warnings == []  # rebuilt once, not on every run
+
+
+def test_searches_read_candidates_from_the_state_not_from_chroma(ollama_server, settings, tmp_path, monkeypatch):
+    """Chroma is asked for the nearest ids only: texts and vectors come from the state's copy."""
+    from rag.config import Settings
+    from rag.retrieve import Retriever
+
+    index_folder(make_folder(tmp_path), settings)
+    with Retriever.open(Settings.resolve(index=settings)) as retriever:
+        real_query = retriever.store.query
+        asked: list[bool] = []
+
+        def query(*args, **kwargs):
+            asked.append(kwargs.get("with_embeddings", True) or kwargs.get("with_text", True))
+            return real_query(*args, **kwargs)
+
+        def get(*args, **kwargs):
+            raise AssertionError("a search read chunks from Chroma")
+
+        monkeypatch.setattr(retriever.store, "query", query)
+        monkeypatch.setattr(retriever.store, "get", get)
+        for mode in ("dense", "bm25", "hybrid"):
+            hits = retriever.search("检索增强生成需要重新训练模型吗", mode=mode)
+            assert hits and hits[0].source == "zh/rag.md" and "重新训练" in hits[0].text
+        assert asked == [False, False]

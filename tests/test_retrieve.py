@@ -154,23 +154,26 @@ def test_a_lost_state_file_is_rebuilt_by_the_reader(retriever: Retriever) -> Non
 
 
 def test_a_search_that_a_writers_commit_overlapped_is_run_again(retriever: Retriever, monkeypatch) -> None:
-    """A writer commits while a search reads, and the chunks the search found are gone from Chroma by the
-    time it reads them: the search does not come back empty, it runs again on the new state."""
+    """A writer commits while a search reads, and the chunks the search found are gone (from the state's
+    copy and from Chroma) by the time it reads them: the search does not come back empty, it runs again
+    on the new state."""
     import sqlite3
 
-    real_get = retriever.store.get
+    real_passages, real_get = retriever.state.passages, retriever.store.get
     raced: list[bool] = []
 
-    def get_during_a_commit(ids, **kwargs):
+    def passages_during_a_commit(ids):
         if not raced:
             raced.append(True)
             other = sqlite3.connect(retriever.state.path)  # the writer, in another connection
             other.execute("INSERT OR REPLACE INTO meta VALUES ('written_by_another_client', '1')")
             other.commit()
             other.close()
-            return []  # what it replaced is deleted from Chroma
-        return real_get(ids, **kwargs)
+            return {}  # what it replaced is deleted
+        raced.append(False)
+        return real_passages(ids)
 
-    monkeypatch.setattr(retriever.store, "get", get_during_a_commit)
+    monkeypatch.setattr(retriever.state, "passages", passages_during_a_commit)
+    monkeypatch.setattr(retriever.store, "get", lambda ids, **kw: [] if raced[-1] else real_get(ids, **kw))
     hits = retriever.search("How long is the dishwasher warranty?", mode="bm25")
     assert raced and hits and (hits[0].source, hits[0].page) == ("manual.pdf", 2)
