@@ -336,6 +336,25 @@ class IndexState:
         """Own chunks read back from the store (rebuilding the state): postings and passages."""
         self._copy(rows, self.lexical.add(rows, replace=False), [r.embedding for r in rows])
 
+    def recopy(self, rows: Sequence[StoredChunk]) -> None:
+        """Rewrite the copies of committed chunks from the store's rows (`rag status --verify --repair`)."""
+        docs: dict[str, int] = {}
+        with self._errors("read"):
+            for i in range(0, len(rows), 500):
+                part = [r.id for r in rows[i : i + 500]]
+                marks = ",".join("?" * len(part))
+                docs.update(self._conn.execute(f"SELECT id, doc FROM docs WHERE id IN ({marks})", part))
+        owned = [r for r in rows if r.id in docs]
+        self._copy(owned, [docs[r.id] for r in owned], [r.embedding for r in owned])
+
+    def mark_copied_if_complete(self) -> None:
+        """Say the copy is complete (`passages_ready`) once every committed chunk has one (after `recopy`)."""
+        with self._errors("write"):
+            uncopied = self._conn.execute(
+                "SELECT 1 FROM docs WHERE doc NOT IN (SELECT doc FROM passages) LIMIT 1").fetchone()
+            if uncopied is None:
+                self._conn.execute("INSERT OR IGNORE INTO stats VALUES (?, 1)", (PASSAGES_READY,))
+
     def _copy(self, chunks: Sequence[Chunk | StoredChunk], docs: Sequence[int],
               vectors: Sequence[np.ndarray | None]) -> None:
         with self._errors("write"):

@@ -1,9 +1,10 @@
 """Prove the index is whole: the store, the file records and the lexical index hold the same chunks,
-and dense search can reach every chunk (its own stored vector finds it among the nearest `REACH_K`).
+the state's copy of each chunk (what searches read) equals the store's, and dense search can reach
+every chunk (its own stored vector finds it among the nearest `REACH_K`).
 
 `verify` only reads. `repair` (under the writer lock) deletes orphans, marks files with missing
-chunks for re-embedding at the next `rag index`, and re-inserts unreachable chunks so that the HNSW
-graph links them again.
+chunks for re-embedding at the next `rag index`, rewrites wrong copies from the store, and re-inserts
+unreachable chunks so that the HNSW graph links them again.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from ingest.state import IndexState
-from ingest.store import Store
+from ingest.store import Store, StoredChunk
 
 REACH_K = 10
 _BATCH = 256
@@ -32,6 +33,7 @@ class VerifyReport:
     missing: list[str] = field(default_factory=list)  # recorded ids absent from the store
     orphans: list[str] = field(default_factory=list)  # stored ids no record owns
     unreachable: list[str] = field(default_factory=list)  # ids dense search cannot return
+    wrong_copies: list[str] = field(default_factory=list)  # ids whose copy in the state is missing or differs
     repaired: dict[str, int] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -50,12 +52,12 @@ def verify(store: Store, state: IndexState, *, reachability: bool = True) -> Ver
         missing=sorted(recorded - stored),
         orphans=sorted(stored - recorded),
     )
-    if reachability:
-        report.unreachable = unreachable(store, sorted(stored & recorded))
+    report.wrong_copies, report.unreachable = _check_chunks(store, state, sorted(stored & recorded), reachability)
     report.consistent = (
         not report.missing
         and not report.orphans
         and not report.unreachable
+        and not report.wrong_copies
         and report.store_chunks == report.manifest_chunks == report.lexical_chunks == len(recorded)
     )
     return report
@@ -65,13 +67,40 @@ def unreachable(store: Store, ids: Sequence[str], k: int = REACH_K) -> list[str]
     """The ids whose own stored embedding does not bring them back among the ``k`` nearest."""
     lost: list[str] = []
     for start in range(0, len(ids), _BATCH):
+        rows = [r for r in store.get(list(ids[start : start + _BATCH]), with_embeddings=True) if r.embedding is not None]
+        lost += _unreachable_rows(store, rows, k)
+    return lost
+
+
+def _unreachable_rows(store: Store, rows: Sequence[StoredChunk], k: int = REACH_K) -> list[str]:
+    if not rows:
+        return []
+    nearest = store.nearest_ids(np.stack([r.embedding for r in rows]), k)  # type: ignore[misc]
+    return [r.id for r, found in zip(rows, nearest, strict=True) if r.id not in found]
+
+
+def _check_chunks(store: Store, state: IndexState, ids: Sequence[str], reachability: bool) -> tuple[list[str], list[str]]:
+    """(ids whose copy in the state is missing or differs from the store, ids dense search cannot
+    reach), reading each chunk from the store once."""
+    wrong: list[str] = []
+    lost: list[str] = []
+    for start in range(0, len(ids), _BATCH):
         part = list(ids[start : start + _BATCH])
         rows = [r for r in store.get(part, with_embeddings=True) if r.embedding is not None]
-        if not rows:
-            continue
-        nearest = store.nearest_ids(np.stack([r.embedding for r in rows]), k)  # type: ignore[misc]
-        lost += [r.id for r, found in zip(rows, nearest, strict=True) if r.id not in found]
-    return lost
+        copies = state.passages(part)
+        wrong += [r.id for r in rows if not _same(copies.get(r.id), r)]
+        if reachability:
+            lost += _unreachable_rows(store, rows)
+    return wrong, lost
+
+
+def _same(copy: StoredChunk | None, stored: StoredChunk) -> bool:
+    # Chroma hands back its cosine space's normalised copy of a unit vector: equal to the last bit or so.
+    return (copy is not None
+            and (copy.text, copy.page, copy.heading) == (stored.text, stored.page, stored.heading)
+            and copy.embedding is not None and stored.embedding is not None
+            and copy.embedding.shape == stored.embedding.shape
+            and bool(np.allclose(copy.embedding, stored.embedding, rtol=0, atol=1e-5)))
 
 
 def repair(store: Store, state: IndexState, report: VerifyReport) -> VerifyReport:
@@ -87,10 +116,16 @@ def repair(store: Store, state: IndexState, report: VerifyReport) -> VerifyRepor
         state.drop_chunks(report.missing)
         state.forget_version(sorted({owners[i] for i in report.missing if i in owners}))
         state.commit()
+    if report.wrong_copies:
+        state.begin()
+        for start in range(0, len(report.wrong_copies), _BATCH):
+            state.recopy(store.get(report.wrong_copies[start : start + _BATCH], with_embeddings=True))
+        state.mark_copied_if_complete()
+        state.commit()
     reinserted = reinsert(store, report.unreachable)
     after = verify(store, state)
     after.repaired = {"orphans_deleted": len(report.orphans), "missing_marked": len(report.missing),
-                      "reinserted": reinserted}
+                      "copies_rewritten": len(report.wrong_copies), "reinserted": reinserted}
     return after
 
 

@@ -431,6 +431,36 @@ def test_verify_reports_each_kind_of_damage_and_repair_fixes_it(ollama_server, t
     assert_whole(kb.index_settings, files, folder)
 
 
+def test_verify_finds_copies_that_differ_from_the_store_and_repair_rewrites_them(ollama_server, tmp_path):
+    """Searches read texts and vectors from the state's copy: a copy that is lost or no longer matches
+    the store is reported, and `--repair` rewrites it from the store (nothing is re-embedded)."""
+    folder = tmp_path / "docs"
+    write_folder(folder, 4)
+    kb = RAG(db=tmp_path / "db", host=ollama_server.url, batch_size=4)
+    kb.index(folder)
+    conn = sqlite3.connect(state_path(kb.db, "docs"))
+    (changed_doc, changed), (lost_doc, lost) = conn.execute("SELECT doc, id FROM docs ORDER BY doc LIMIT 2").fetchall()
+    conn.execute("UPDATE passages SET text = 'not what the store holds' WHERE doc = ?", (changed_doc,))
+    conn.execute("DELETE FROM passages WHERE doc = ?", (lost_doc,))
+    conn.commit()
+    conn.close()
+    report = kb.verify(reachability=False)
+    assert not report.consistent and sorted(report.wrong_copies) == sorted([changed, lost])
+    code = subprocess.run([sys.executable, "-m", "rag", "status", "--db", str(kb.db), "--verify"],
+                          capture_output=True, text=True)
+    assert code.returncode == 5 and "wrong copies     2" in code.stdout
+    ollama_server.clear_requests()
+    repaired = kb.verify(repair=True)
+    assert repaired.consistent and repaired.repaired["copies_rewritten"] == 2
+    assert not [r for r in ollama_server.requests if r.path in ("/api/embed", "/api/embeddings")]
+    store = open_store(kb.index_settings)
+    state = IndexState.open(kb.db, "docs")
+    try:
+        assert state.passages([changed])[changed].text == store.get([changed])[0].text != "not what the store holds"
+    finally:
+        state.close()
+
+
 def test_the_index_folder_and_its_files_are_private_to_the_owner(ollama_server, tmp_path):
     folder = tmp_path / "docs"
     write_folder(folder, 2)

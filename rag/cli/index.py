@@ -172,7 +172,7 @@ def _verify(kb: RAG, repair: bool, as_json: bool) -> None:
         echo(f"recorded chunks  {report.manifest_chunks}")
         echo(f"lexical chunks   {report.lexical_chunks}")
         for label, ids in (("missing", report.missing), ("orphans", report.orphans),
-                           ("unreachable", report.unreachable)):
+                           ("unreachable", report.unreachable), ("wrong copies", report.wrong_copies)):
             echo(f"{label:<16} {len(ids)}" + (f"  e.g. {', '.join(ids[:3])}" if ids else ""))
         for key, n in report.repaired.items():
             echo(f"repaired: {key} {n}")
