@@ -279,6 +279,28 @@ class IndexState:
                                            kind=kind, tokens=0, embedding=np.frombuffer(vector, dtype=np.float32))
         return out
 
+    def all_vectors(self, limit: int) -> tuple[list[str], list[str], list[str], np.ndarray] | None:
+        """The id, source, kind and vector of every committed chunk, read in one statement (one snapshot),
+        or None when there are more than ``limit`` or the copy is incomplete (`passages_ready`)."""
+        if not self.passages_ready or self.chunk_count() > limit:
+            return None
+        ids: list[str] = []
+        sources: list[str] = []
+        kinds: list[str] = []
+        blobs: list[bytes] = []
+        with self._errors("read"):
+            for cid, source, kind, vector in self._conn.execute(
+                "SELECT d.id, d.source, d.kind, p.vector FROM docs d CROSS JOIN passages p ON p.doc = d.doc"
+            ):
+                ids.append(cid)
+                sources.append(source)
+                kinds.append(kind)
+                blobs.append(vector)
+        if len(ids) > limit:  # a writer committed more since the count
+            return None
+        matrix = np.frombuffer(b"".join(blobs), dtype=np.float32).reshape(len(ids), -1) if ids else np.zeros((0, 0))
+        return ids, sources, kinds, matrix
+
     def data_version(self) -> int:
         """A number that changes when another connection commits to this file (SQLite's data_version)."""
         with self._errors("read"):

@@ -1,7 +1,8 @@
 """Retrieval: dense candidates -> exact numpy cosine -> (BM25 + RRF) -> relevance floor -> MMR with a per-file cap.
 
-Chroma's HNSW search is approximate, so we over-fetch a candidate pool with its embeddings and
-re-score it exactly. BM25 catches exact terms (names, numbers, rare Chinese words) that embeddings
+A small index (up to `rag.exact.EXACT_SEARCH_MAX_CHUNKS` chunks) is ranked exactly in memory; on a
+larger one Chroma's HNSW search is approximate, so we over-fetch a candidate pool and re-score it
+exactly. BM25 catches exact terms (names, numbers, rare Chinese words) that embeddings
 blur; the two rankings are fused by reciprocal rank, which needs no score calibration. MMR then
 picks passages that are relevant but not near-duplicates, and the per-file cap keeps one long file
 from filling every slot.
@@ -27,6 +28,7 @@ from ingest.lexical import LexicalIndex, terms
 from ingest.state import IndexState
 from ingest.store import Store, StoredChunk
 from rag.config import Settings
+from rag.exact import ExactSearch
 from rag.types import Hit
 
 Mode = Literal["dense", "bm25", "hybrid"]
@@ -171,8 +173,10 @@ def search(
     where_glob: str | None = None,
     kinds: Collection[str] | None = None,
     mode: Mode | None = None,
+    exact: ExactSearch | None = None,
 ) -> list[Hit]:
     """The ``k`` best passages for ``query``; ``mode`` defaults to hybrid or dense per ``settings.hybrid``.
+    ``exact``, when given and the index is small enough, ranks the dense candidates exactly.
 
     A search reads the index state and Chroma in several steps. When a writer commits in between, the
     chunks it replaced may be gone by the time their vectors or texts are read (a search could then come
@@ -182,7 +186,7 @@ def search(
     for _ in range(SEARCH_ATTEMPTS):
         version = state.data_version()
         hits = _search_once(store, state, embedder, query, settings=settings, k=k, where_glob=where_glob,
-                            kinds=kinds, mode=mode)
+                            kinds=kinds, mode=mode, exact=exact)
         if state.data_version() == version:
             break
     return hits
@@ -199,6 +203,7 @@ def _search_once(
     where_glob: str | None,
     kinds: Collection[str] | None,
     mode: Mode | None,
+    exact: ExactSearch | None,
 ) -> list[Hit]:
     k = k or settings.k
     lexical: LexicalIndex | None = None if state.lexical.outdated else state.lexical
@@ -215,10 +220,15 @@ def _search_once(
     embedding = _EMBED_WORKERS.submit(embedder.embed_query, query) if with_lexical else None
     lex = lexical.search(query, pool, sources=sources, kinds=kind_list) if with_lexical and lexical else []
     qvec = embedding.result() if embedding is not None else embedder.embed_query(query)
-    # Chroma gives the nearest ids only: texts and vectors come from the index state's copy.
-    dense_ids = [] if mode == "bm25" else [
-        c.id for c in store.query(qvec, pool, chroma_where(sources, kind_list), with_text=False, with_embeddings=False)
-    ]
+    # A small index is ranked exactly in memory (`rag.exact`); a large one by Chroma's HNSW search,
+    # which gives the nearest ids only. Texts and vectors come from the index state's copy.
+    dense_ids: list[str] = []
+    if mode != "bm25":
+        nearest = exact.nearest(qvec, pool, sources, kind_list) if exact is not None else None
+        dense_ids = nearest if nearest is not None else [
+            c.id for c in store.query(qvec, pool, chroma_where(sources, kind_list), with_text=False,
+                                      with_embeddings=False)
+        ]
 
     by_id = _candidates(store, state, dense_ids + [cid for cid, _ in lex])
     dense = [by_id[cid] for cid in dense_ids if cid in by_id]
@@ -325,6 +335,7 @@ class Retriever:
     state: IndexState
     embedder: Embedder
     settings: Settings
+    exact: ExactSearch | None = None  # None: dense candidates always come from Chroma
 
     @classmethod
     def open(cls, settings: Settings) -> Retriever:
@@ -340,7 +351,7 @@ class Retriever:
         # Postings written under older term rules are `outdated`: dense only until the next
         # `rag index`, which rebuilds them.
         state = open_read_state(settings, store)
-        return cls(store, state, embedder, settings)
+        return cls(store, state, embedder, settings, ExactSearch(state))
 
     @property
     def lexical(self) -> LexicalIndex | None:
@@ -369,7 +380,7 @@ class Retriever:
     ) -> list[Hit]:
         """`search` over this index."""
         return search(self.store, self.state, self.embedder, query, settings=self.settings, k=k,
-                      where_glob=where_glob, kinds=kinds, mode=mode)
+                      where_glob=where_glob, kinds=kinds, mode=mode, exact=self.exact)
 
 
 def open_read_state(settings: Settings, store: Store) -> IndexState:

@@ -502,13 +502,16 @@ def test_a_state_from_before_the_copy_is_searched_through_chroma_then_rebuilt_wi
 
 
 def test_searches_read_candidates_from_the_state_not_from_chroma(ollama_server, settings, tmp_path, monkeypatch):
-    """Chroma is asked for the nearest ids only: texts and vectors come from the state's copy."""
+    """Chroma is asked for the nearest ids only (a large index), or not at all (a small one, ranked
+    exactly in memory): texts and vectors come from the state's copy."""
+    import dataclasses
+
     from rag.config import Settings
     from rag.retrieve import Retriever
 
     index_folder(make_folder(tmp_path), settings)
-    with Retriever.open(Settings.resolve(index=settings)) as retriever:
-        real_query = retriever.store.query
+    with Retriever.open(Settings.resolve(index=settings)) as small:
+        real_query = small.store.query
         asked: list[bool] = []
 
         def query(*args, **kwargs):
@@ -518,9 +521,11 @@ def test_searches_read_candidates_from_the_state_not_from_chroma(ollama_server, 
         def get(*args, **kwargs):
             raise AssertionError("a search read chunks from Chroma")
 
-        monkeypatch.setattr(retriever.store, "query", query)
-        monkeypatch.setattr(retriever.store, "get", get)
-        for mode in ("dense", "bm25", "hybrid"):
-            hits = retriever.search("检索增强生成需要重新训练模型吗", mode=mode)
-            assert hits and hits[0].source == "zh/rag.md" and "重新训练" in hits[0].text
-        assert asked == [False, False]
+        monkeypatch.setattr(small.store, "query", query)
+        monkeypatch.setattr(small.store, "get", get)
+        for retriever, chroma_queries in ((dataclasses.replace(small, exact=None), [False, False]), (small, [])):
+            asked.clear()
+            for mode in ("dense", "bm25", "hybrid"):
+                hits = retriever.search("检索增强生成需要重新训练模型吗", mode=mode)
+                assert hits and hits[0].source == "zh/rag.md" and "重新训练" in hits[0].text
+            assert asked == chroma_queries

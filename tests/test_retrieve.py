@@ -80,6 +80,7 @@ def test_chroma_where() -> None:
 
 # -- end to end, against the bundled server --------------------------------------------------
 
+import dataclasses  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 from readpath import indexed_settings, requests_to  # noqa: E402
@@ -88,10 +89,12 @@ from ingest.state import state_path  # noqa: E402
 from rag.retrieve import Retriever  # noqa: E402
 
 
-@pytest.fixture
-def retriever(ollama_server, tmp_path) -> Iterator[Retriever]:
+@pytest.fixture(params=["exact", "hnsw"])
+def retriever(request, ollama_server, tmp_path) -> Iterator[Retriever]:
+    """The opened index, its dense candidates ranked exactly in memory (what a small index does) or
+    found by Chroma's HNSW search (what a large one does)."""
     with Retriever.open(indexed_settings(ollama_server, tmp_path)) as opened:
-        yield opened
+        yield opened if request.param == "exact" else dataclasses.replace(opened, exact=None)
 
 
 def test_query_embedded_with_the_index_query_prefix(ollama_server, retriever: Retriever) -> None:
