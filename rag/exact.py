@@ -12,7 +12,9 @@ The matrix is read as of one commit and read again once another connection has c
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -22,59 +24,72 @@ from ingest.state import IndexState
 EXACT_SEARCH_MAX_CHUNKS = 10_000
 
 
+@dataclass(frozen=True)
+class _Rows:
+    """One commit's chunks in id order (so that equal scores rank by id), replaced whole, never changed:
+    a search that started on it finishes on it while another thread loads the next."""
+
+    ids: list[str]
+    matrix: np.ndarray  # unit vectors, one row per id
+    sources: np.ndarray
+    kinds: np.ndarray
+
+
 class ExactSearch:
-    """The committed chunks' unit vectors, ids, sources and kinds, kept in step with one index state."""
+    """The committed chunks' unit vectors, ids, sources and kinds, kept in step with one index state.
+    Safe to share between threads (`rag serve` searches from several)."""
 
     def __init__(self, state: IndexState, max_chunks: int = EXACT_SEARCH_MAX_CHUNKS) -> None:
         self._state = state
         self._max_chunks = max_chunks
+        self._lock = threading.Lock()
         self._version: int | None = None
-        self._ids: list[str] = []
-        self._matrix = np.zeros((0, 0), dtype=np.float32)
-        self._sources = np.zeros(0, dtype=object)
-        self._kinds = np.zeros(0, dtype=object)
-        self._usable = False
+        self._rows: _Rows | None = None  # None: too large, or the copy is incomplete
 
     def nearest(self, vector: np.ndarray, n: int, sources: Sequence[str] | None = None,
                 kinds: Sequence[str] | None = None) -> list[str] | None:
         """The ids of the ``n`` committed chunks most cosine-similar to ``vector``, best first, among
         ``sources`` and ``kinds`` when given; None when the index is too large to search here."""
-        self._refresh()
-        if not self._usable:
+        rows = self._current()
+        if rows is None:
             return None
-        scores = self._matrix @ (np.asarray(vector, dtype=np.float32) / max(float(np.linalg.norm(vector)), 1e-12))
+        if not rows.ids:
+            return []
+        scores = rows.matrix @ (np.asarray(vector, dtype=np.float32) / max(float(np.linalg.norm(vector)), 1e-12))
         if sources is not None or kinds is not None:
-            eligible = np.ones(len(self._ids), dtype=bool)
+            eligible = np.ones(len(rows.ids), dtype=bool)
             if sources is not None:
-                eligible &= np.isin(self._sources, list(sources))
+                eligible &= np.isin(rows.sources, list(sources))
             if kinds is not None:
-                eligible &= np.isin(self._kinds, list(kinds))
+                eligible &= np.isin(rows.kinds, list(kinds))
             scores = np.where(eligible, scores, -np.inf)
             n = min(n, int(eligible.sum()))
         if n <= 0:
             return []
         if n < len(scores):  # every row that ties with the n-th best, so that ties rank by id
-            rows = np.flatnonzero(scores >= np.partition(scores, len(scores) - n)[len(scores) - n])
+            best = np.flatnonzero(scores >= np.partition(scores, len(scores) - n)[len(scores) - n])
         else:
-            rows = np.arange(len(scores))
-        rows = rows[np.lexsort((rows, -scores[rows]))][:n]
-        return [self._ids[i] for i in rows]
+            best = np.arange(len(scores))
+        best = best[np.lexsort((best, -scores[best]))][:n]
+        return [rows.ids[i] for i in best]
 
-    def _refresh(self) -> None:
-        version = self._state.data_version()
-        if version == self._version:
-            return
-        self._version = version
+    def _current(self) -> _Rows | None:
+        with self._lock:
+            version = self._state.data_version()
+            if version != self._version:
+                self._rows = self._load()
+                self._version = version
+            return self._rows
+
+    def _load(self) -> _Rows | None:
         loaded = self._state.all_vectors(self._max_chunks)
-        self._usable = loaded is not None
         if loaded is None:
-            self._ids, self._matrix = [], np.zeros((0, 0), dtype=np.float32)
-            return
+            return None
         ids, sources, kinds, matrix = loaded
-        order = sorted(range(len(ids)), key=ids.__getitem__)  # rows in id order: equal scores rank by id
+        order = sorted(range(len(ids)), key=ids.__getitem__)
         matrix = matrix[order]
         norms = np.linalg.norm(matrix, axis=1, keepdims=True) if len(ids) else np.ones((0, 1))
-        self._ids = [ids[i] for i in order]
-        self._matrix = (matrix / np.maximum(norms, 1e-12)).astype(np.float32)
-        self._sources = np.array([sources[i] for i in order], dtype=object)
-        self._kinds = np.array([kinds[i] for i in order], dtype=object)
+        return _Rows(ids=[ids[i] for i in order],
+                     matrix=(matrix / np.maximum(norms, 1e-12)).astype(np.float32),
+                     sources=np.array([sources[i] for i in order], dtype=object),
+                     kinds=np.array([kinds[i] for i in order], dtype=object))

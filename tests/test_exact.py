@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import dataclasses
 import sqlite3
+import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -116,3 +118,29 @@ def test_exact_search_ranks_by_cosine_not_by_dot_product() -> None:
     exact = ExactSearch(_State([[10.0, 0.0], [0.6, 0.8], [0.0, -1.0]]))  # type: ignore[arg-type]
     assert exact.nearest(np.array([0.6, 0.8]), 2) == ["c1", "c0"]
     assert exact.nearest(np.array([3.0, 4.0]), 3) == ["c1", "c0", "c2"]
+
+
+def test_an_index_whose_files_were_all_removed_finds_nothing(retriever: Retriever, tmp_path: Path) -> None:
+    docs = tmp_path / "docs"
+    for path in sorted(docs.rglob("*"), reverse=True):
+        path.unlink() if path.is_file() else path.rmdir()
+    index_folder(docs, retriever.settings.index)
+    for mode in ("dense", "bm25", "hybrid"):
+        assert retriever.search(QUESTIONS[0], mode=mode) == []
+
+
+class _SlowState(_State):
+    """A state whose copy takes a while to read, as a large one does: other searches arrive meanwhile."""
+
+    def all_vectors(self, limit: int):
+        time.sleep(0.2)
+        return super().all_vectors(limit)
+
+
+def test_searches_from_many_threads_all_see_the_whole_index() -> None:
+    """`rag serve` searches from several threads at once; none may see a half-loaded index (it once
+    crashed on a matrix whose rows were not yet there)."""
+    exact = ExactSearch(_SlowState([[10.0, 0.0], [0.6, 0.8], [0.0, -1.0]]))  # type: ignore[arg-type]
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(lambda _: exact.nearest(np.array([0.6, 0.8]), 2), range(8)))
+    assert answers == [["c1", "c0"]] * 8
