@@ -49,8 +49,9 @@ KIND_ALIASES = {
 
 # A search that a writer's commit overlapped is run again, at most this many times in all (`search`).
 SEARCH_ATTEMPTS = 3
-# Queries are embedded here while BM25 runs (`search`); threads start on first use.
-_EMBED_WORKERS = ThreadPoolExecutor(max_workers=4, thread_name_prefix="rag-embed")
+# Queries are embedded and their nearest chunks found here while BM25 runs (`search`); threads start
+# on first use.
+_DENSE_WORKERS = ThreadPoolExecutor(max_workers=4, thread_name_prefix="rag-dense")
 
 
 # -- numpy ranking functions -------------------------------------------------------------------
@@ -213,22 +214,20 @@ def _search_once(
     if sources is not None and not sources:
         return []
     pool = max(settings.pool, k)
-    # BM25 needs no embedding: this thread runs it while a worker waits for the query's embedding, an
-    # HTTP round trip that holds no GIL. (BM25 on the worker instead fought this thread for the GIL,
-    # and a hybrid search took 6.8 ms against 4.7.)
-    with_lexical = mode != "dense" and lexical is not None
-    embedding = _EMBED_WORKERS.submit(embedder.embed_query, query) if with_lexical else None
-    lex = lexical.search(query, pool, sources=sources, kinds=kind_list) if with_lexical and lexical else []
-    qvec = embedding.result() if embedding is not None else embedder.embed_query(query)
-    # A small index is ranked exactly in memory (`rag.exact`); a large one by Chroma's HNSW search,
-    # which gives the nearest ids only. Texts and vectors come from the index state's copy.
-    dense_ids: list[str] = []
-    if mode != "bm25":
-        nearest = exact.nearest(qvec, pool, sources, kind_list) if exact is not None else None
-        dense_ids = nearest if nearest is not None else [
-            c.id for c in store.query(qvec, pool, chroma_where(sources, kind_list), with_text=False,
-                                      with_embeddings=False)
-        ]
+    # BM25 needs no embedding: this thread runs it while a worker embeds the query and finds its nearest
+    # chunks: an HTTP round trip and a Chroma or numpy search, none of which holds the GIL. (BM25 on the
+    # worker instead fought this thread for the GIL, and a hybrid search took 6.8 ms against 4.7.)
+    def embed_and_find() -> tuple[np.ndarray, list[str]]:
+        qvec = embedder.embed_query(query)
+        return qvec, [] if mode == "bm25" else _nearest_ids(store, exact, qvec, pool, sources, kind_list)
+
+    if mode != "dense" and lexical is not None:
+        dense_run = _DENSE_WORKERS.submit(embed_and_find)
+        lex = lexical.search(query, pool, sources=sources, kinds=kind_list)
+        qvec, dense_ids = dense_run.result()
+    else:
+        lex = []
+        qvec, dense_ids = embed_and_find()
 
     by_id = _candidates(store, state, dense_ids + [cid for cid, _ in lex])
     dense = [by_id[cid] for cid in dense_ids if cid in by_id]
@@ -265,6 +264,17 @@ def _search_once(
     if not passes_floor(best_cos, lambda: top_overlap(query, top, lexical), settings):
         return []
     return [to_hit(c, cos_by_id[c.id]) for c in picked]
+
+
+def _nearest_ids(store: Store, exact: ExactSearch | None, qvec: np.ndarray, n: int, sources: list[str] | None,
+                 kinds: list[str] | None) -> list[str]:
+    """The ids of the ``n`` chunks nearest ``qvec``: exactly, in memory, on a small index (`rag.exact`);
+    by Chroma's HNSW search on a large one, which is asked for ids only (texts and vectors come from the
+    index state's copy)."""
+    nearest = exact.nearest(qvec, n, sources, kinds) if exact is not None else None
+    if nearest is not None:
+        return nearest
+    return [c.id for c in store.query(qvec, n, chroma_where(sources, kinds), with_text=False, with_embeddings=False)]
 
 
 def _candidates(store: Store, state: IndexState, ids: Sequence[str]) -> dict[str, StoredChunk]:
