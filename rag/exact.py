@@ -88,7 +88,7 @@ class ExactSearch:
         ids, sources, kinds, matrix = loaded
         order = sorted(range(len(ids)), key=ids.__getitem__)
         matrix = matrix[order]
-        norms = np.linalg.norm(matrix, axis=1, keepdims=True) if len(ids) else np.ones((0, 1))
+        norms = np.linalg.norm(matrix, axis=1, keepdims=True)
         return _Rows(ids=[ids[i] for i in order],
                      matrix=(matrix / np.maximum(norms, 1e-12)).astype(np.float32),
                      sources=np.array([sources[i] for i in order], dtype=object),
