@@ -8,7 +8,7 @@ first ingest, unchanged re-run, 200 queries, and on the synthetic corpus a 1%-ed
 when rag supports them: simulated embedding latency (`--parallel`), two Ollama hosts against one,
 and hybrid search against a Chroma server. Results: bench/results/bench.md and bench.json.
 
-    python bench/run.py            # full size (about an hour on 2 cores, up to 100 minutes on a slow one)
+    python bench/run.py            # full size (about an hour on 2 cores; longer on a slow one, see --budget-minutes)
     python bench/run.py --quick    # small sizes, a few minutes (or BENCH_QUICK=1)
 """
 
