@@ -163,19 +163,25 @@ def measure(files: int, host: str, queries: list[str], profile: bool) -> dict[st
 
 
 def bm25_agreement(lexical: Any, queries: list[str], pool: int = 30) -> dict[str, Any]:
-    """How the bounded BM25 search compares with reading every posting (`MAX_POSTINGS` unbounded):
-    the share of queries with the same top ``pool`` in the same order, and the mean share of ids shared."""
+    """How the bounded BM25 search compares with reading every posting (`MAX_POSTINGS` and `MAX_LOOKUPS`
+    unbounded): the share of queries with the same top ``pool`` in the same order, and the mean share of
+    ids shared."""
     import ingest.lexical
 
     if not hasattr(ingest.lexical, "MAX_POSTINGS"):
         return {}
     bounded = [lexical.search(q, pool) for q in queries]
     budget = ingest.lexical.MAX_POSTINGS
-    ingest.lexical.MAX_POSTINGS = 10**12
+    lookups = getattr(ingest.lexical, "MAX_LOOKUPS", None)
+    ingest.lexical.MAX_POSTINGS = ingest.lexical.MAX_LOOKUPS = 10**12
     try:
         exact = [lexical.search(q, pool) for q in queries]
     finally:
         ingest.lexical.MAX_POSTINGS = budget
+        if lookups is None:
+            del ingest.lexical.MAX_LOOKUPS
+        else:
+            ingest.lexical.MAX_LOOKUPS = lookups
     same_order = sum(1 for a, b in zip(bounded, exact, strict=True) if [i for i, _ in a] == [i for i, _ in b])
     shared = [len({i for i, _ in a} & {i for i, _ in b}) / len(b) for a, b in zip(bounded, exact, strict=True) if b]
     return {"max_postings": budget, "identical_top": round(same_order / len(queries), 3),

@@ -54,7 +54,17 @@ UNIGRAM_WEIGHT = 0.0
 # chunks) it ranks the candidates found so far: at most this many postings of the rarest term, in
 # chunk-number order, which is the order chunks were written, plus the rarer terms read whole. That
 # keeps a query at a few milliseconds at 250k chunks instead of growing with the corpus.
-MAX_POSTINGS = 10_000
+MAX_POSTINGS = 30_000
+# (term, chunk) lookups one search makes to complete its candidates' scores with the terms it did not
+# read. A lookup is a B-tree seek, about four times the cost of a posting read in a run (1.65 against
+# 0.37 us at 317k chunks), so the budget goes to reading: at 317,059 chunks, 30,000 reads and 2,000
+# lookups share 96.5% of the exact top 30, against 93.3% for 10,000 of each, at a p95 of 21 ms against
+# 31 (bench/results/query_speed.md, `bench/bm25_budget.py`).
+MAX_LOOKUPS = 2_000
+# A posting read in bulk is packed into one integer, (chunk number << _TF_BITS) | tf, with a tf past
+# _TF_MAX cut there: BM25's score of a term stopped growing with its tf long before.
+_TF_BITS = 20
+_TF_MAX = (1 << _TF_BITS) - 1
 # Candidates per postings lookup (SQLite allows 999 parameters in old builds).
 _LOOKUP_BATCH = 256
 # The ``stats`` key saying ``term_df`` holds every term's document frequency (files written before the
@@ -303,8 +313,9 @@ class LexicalIndex:
         MaxScore: terms are read rarest first, and a commoner term is read only while chunks holding
         nothing but the unread terms could still reach the top ``k`` (a term scores below
         ``weight * idf * (k1 + 1)``); the unread terms are then looked up only for the candidates found
-        that could still rank. Exact while the postings read stay within `MAX_POSTINGS`; past that the
-        top ``k`` is taken among the candidates found so far, with exact scores (see `MAX_POSTINGS`).
+        that could still rank. Exact while the postings read stay within `MAX_POSTINGS` and the lookups
+        within `MAX_LOOKUPS`; past that the top ``k`` is taken among the candidates found so far, with
+        exact scores (see both).
         """
         qterms = query_terms(query)
         if not qterms or k <= 0:
@@ -329,7 +340,7 @@ class LexicalIndex:
 
             # Candidates by chunk number (`docs.doc`), with the sum of the scores of the terms read so
             # far: a lower bound of each one's full score. Numbers, not ids, and numpy, not a dict per
-            # posting: a search reads up to 2 x MAX_POSTINGS postings.
+            # posting: a search reads up to MAX_POSTINGS postings, and looks up MAX_LOOKUPS more.
             # Lengths from this reader's array, except with filters (the join applies them) or inside a
             # writer's transaction (chunk numbers it uses may be rolled back and used again).
             cached = not filters and not self._conn.in_transaction
@@ -356,17 +367,19 @@ class LexicalIndex:
             return self._best(found, k)
 
     def _postings(self, term: str, filters: str, filter_params: list[str], *, cached: bool) -> np.ndarray:
-        """Up to `MAX_POSTINGS` of ``term``'s postings as rows of (chunk number, tf, chunk length), the
-        lengths from the reader's array when ``cached``, else joined from ``docs``."""
+        """Up to `MAX_POSTINGS` of ``term``'s postings, in chunk-number order, as rows of (chunk number,
+        tf, chunk length), the lengths from the reader's array when ``cached``, else joined from ``docs``."""
         if not cached:
-            sql = (
-                "SELECT p.doc, p.tf, d.length FROM postings p JOIN docs d ON d.doc = p.doc "
-                f"WHERE p.term = ?{filters} LIMIT ?"
-            )
-            return np.array(self._conn.execute(sql, [term, *filter_params, MAX_POSTINGS]).fetchall(),
-                            dtype=np.int64).reshape(-1, 3)
-        pairs = np.array(self._conn.execute("SELECT doc, tf FROM postings WHERE term = ? LIMIT ?",
-                                            (term, MAX_POSTINGS)).fetchall(), dtype=np.int64).reshape(-1, 2)
+            rows = _packed(self._conn, (
+                f"SELECT group_concat(((doc << {_TF_BITS}) | min(tf, {_TF_MAX})) || ',' || length) FROM (SELECT "
+                f"p.doc, p.tf, d.length FROM postings p JOIN docs d ON d.doc = p.doc WHERE p.term = ?{filters} "
+                "ORDER BY p.doc LIMIT ?)"
+            ), [term, *filter_params, MAX_POSTINGS]).reshape(-1, 2)
+            return np.column_stack([_unpack(rows[:, 0]), rows[:, 1]])
+        pairs = _unpack(_packed(self._conn, (
+            f"SELECT group_concat((doc << {_TF_BITS}) | min(tf, {_TF_MAX})) FROM "
+            "(SELECT doc, tf FROM postings WHERE term = ? ORDER BY doc LIMIT ?)"
+        ), [term, MAX_POSTINGS]))
         lengths = self._lengths_of(pairs[:, 0])
         known = lengths > 0  # a posting left by a damaged file for a chunk not in ``docs`` is not read
         return np.column_stack([pairs[known], lengths[known]])
@@ -400,7 +413,7 @@ class LexicalIndex:
     ) -> None:
         """Complete the scores of the candidates that could still reach the top ``k`` with the terms not
         read, looked up for those candidates only, best candidates first. The others keep a partial
-        score that stays below the ``k``-th best, so they never rank. Past `MAX_POSTINGS` lookups the
+        score that stays below the ``k``-th best, so they never rank. Past `MAX_LOOKUPS` lookups the
         candidates not completed yet are dropped, so every score returned is a full one."""
         unread_bound = sum(bound[t] for t in unread)
         order = np.lexsort((found.docs, -found.scores))  # best first, ties by chunk number
@@ -413,7 +426,7 @@ class LexicalIndex:
             if not len(batch):
                 return  # sorted: the rest have lower partial scores still
             looked += len(batch) * len(unread)
-            if looked > MAX_POSTINGS and start > 0:
+            if looked > MAX_LOOKUPS and start > 0:
                 found.scores[order[start:]] = -math.inf
                 return
             doc_marks = ",".join("?" * len(batch))
@@ -508,6 +521,18 @@ class SqliteErrors:
 def _batches(items: list[str], size: int) -> Iterable[list[str]]:
     for i in range(0, len(items), size):
         yield items[i : i + size]
+
+
+def _packed(conn: sqlite3.Connection, sql: str, params: Sequence[object]) -> np.ndarray:
+    """The integers of ``sql``'s one ``group_concat`` value. A term's postings come back as one string,
+    not a row each: in Python a row costs about 1 us, three times what SQLite takes to read it."""
+    text = conn.execute(sql, params).fetchone()[0]
+    return np.fromstring(text, dtype=np.int64, sep=",") if text else np.zeros(0, dtype=np.int64)
+
+
+def _unpack(packed: np.ndarray) -> np.ndarray:
+    """Rows of (chunk number, tf) from ``(doc << _TF_BITS) | tf``."""
+    return np.column_stack([packed >> _TF_BITS, packed & _TF_MAX])
 
 
 class _Candidates:

@@ -112,10 +112,29 @@ def test_a_budget_bounds_a_query_of_only_common_terms(
 ) -> None:
     idx, chunks = built
     monkeypatch.setattr(ingest.lexical, "MAX_POSTINGS", 100)
+    monkeypatch.setattr(ingest.lexical, "MAX_LOOKUPS", 100)
     got = idx.search("data model", 10)
     # Ranked among the candidates read: real chunks holding the terms, with their exact full scores.
     want = dict(reference(chunks, "data model", len(chunks)))
     assert len(got) == 10
+    for cid, score in got:
+        assert score == pytest.approx(want[cid], rel=1e-9)
+    assert [s for _, s in got] == sorted((s for _, s in got), reverse=True)
+
+
+@pytest.mark.parametrize("query", ["data model vector", "检索增强生成模型"])
+def test_past_the_lookup_budget_only_fully_scored_candidates_rank(
+    built: tuple[LexicalIndex, list[Chunk]], monkeypatch: pytest.MonkeyPatch, query: str
+) -> None:
+    idx, chunks = built
+    # Few postings read, and fewer lookups than the candidates need (lookups go 256 candidates at a
+    # time, and a k past that reaches the ones not looked up): the candidates left without their unread
+    # terms' scores are dropped, never ranked on a partial score.
+    monkeypatch.setattr(ingest.lexical, "MAX_POSTINGS", 300)
+    monkeypatch.setattr(ingest.lexical, "MAX_LOOKUPS", 10)
+    got = idx.search(query, 290)
+    want = dict(reference(chunks, query, len(chunks)))
+    assert got
     for cid, score in got:
         assert score == pytest.approx(want[cid], rel=1e-9)
     assert [s for _, s in got] == sorted((s for _, s in got), reverse=True)
