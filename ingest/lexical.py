@@ -58,8 +58,8 @@ MAX_POSTINGS = 30_000
 # (term, chunk) lookups one search makes to complete its candidates' scores with the terms it did not
 # read. A lookup is a B-tree seek, about four times the cost of a posting read in a run (1.65 against
 # 0.37 us at 317k chunks), so the budget goes to reading: at 317,059 chunks, 30,000 reads and 2,000
-# lookups share 96.5% of the exact top 30, against 93.3% for 10,000 of each, at a p95 of 21 ms against
-# 31 (bench/results/query_speed.md, `bench/bm25_budget.py`).
+# lookups share 96.5% of the exact top 30 at a p95 of 26 ms, against 93.3% and 39 ms before (postings
+# read a row at a time, 10,000 of each; bench/results/bm25_budget.md).
 MAX_LOOKUPS = 2_000
 # A posting read in bulk is packed into one integer, (chunk number << _TF_BITS) | tf, with a tf past
 # _TF_MAX cut there: BM25's score of a term stopped growing with its tf long before.
