@@ -370,12 +370,10 @@ class LexicalIndex:
         """Up to `MAX_POSTINGS` of ``term``'s postings, in chunk-number order, as rows of (chunk number,
         tf, chunk length), the lengths from the reader's array when ``cached``, else joined from ``docs``."""
         if not cached:
-            rows = _packed(self._conn, (
-                f"SELECT group_concat(((doc << {_TF_BITS}) | min(tf, {_TF_MAX})) || ',' || length) FROM (SELECT "
-                f"p.doc, p.tf, d.length FROM postings p JOIN docs d ON d.doc = p.doc WHERE p.term = ?{filters} "
-                "ORDER BY p.doc LIMIT ?)"
-            ), [term, *filter_params, MAX_POSTINGS]).reshape(-1, 2)
-            return np.column_stack([_unpack(rows[:, 0]), rows[:, 1]])
+            return _packed(self._conn, (
+                "SELECT group_concat(doc || ',' || tf || ',' || length) FROM (SELECT p.doc, p.tf, d.length "
+                f"FROM postings p JOIN docs d ON d.doc = p.doc WHERE p.term = ?{filters} ORDER BY p.doc LIMIT ?)"
+            ), [term, *filter_params, MAX_POSTINGS]).reshape(-1, 3)
         pairs = _unpack(_packed(self._conn, (
             f"SELECT group_concat((doc << {_TF_BITS}) | min(tf, {_TF_MAX})) FROM "
             "(SELECT doc, tf FROM postings WHERE term = ? ORDER BY doc LIMIT ?)"
