@@ -30,6 +30,7 @@ from ingest.config import (
 from ingest.errors import ConfigError, LoadError
 from ingest.language import HAN_RANGES
 from ingest.paths import source_name
+from ingest.pdf_fonts import fonts_parsed_once
 from ingest.records import Document, Skip
 
 if TYPE_CHECKING:
@@ -472,7 +473,7 @@ def _load_pdf(data: bytes, source: str, budget: _Budget, *, part: int = 0, parts
     from pypdf import PdfReader
 
     # pypdf warns (and logs) about every malformed object it recovers from: noise for our users.
-    with warnings.catch_warnings(), _quiet_pypdf():
+    with warnings.catch_warnings(), _quiet_pypdf(), fonts_parsed_once():
         warnings.simplefilter("ignore")
         try:
             reader = PdfReader(io.BytesIO(data), strict=False)
