@@ -161,6 +161,15 @@ def index_terms(text: str) -> list[str]:
     return found + unigrams
 
 
+def term_counts(text: str) -> dict[str, int]:
+    """Each of `index_terms` with the number of times it occurs: what `LexicalIndex.add` stores per chunk.
+
+    >>> term_counts("喝水 RAG rag")
+    {'喝水': 1, 'rag': 2, '喝': 1, '水': 1}
+    """
+    return dict(Counter(index_terms(text)))
+
+
 def query_terms(text: str) -> dict[str, float]:
     """A query's terms and their weights: 1 per word, bigram or lone Han character, `UNIGRAM_WEIGHT` per
     character of a longer Han run (a BM25 term's score is multiplied by its weight).
@@ -240,7 +249,8 @@ class LexicalIndex:
             df: Counter[str] = Counter()
             total = 0
             for doc, c in enumerate(chunks, start=first):
-                counts = Counter(index_terms(c.text))
+                # a parse worker counted a new chunk's terms; a chunk read back from the store has none
+                counts = getattr(c, "terms", None) or term_counts(c.text)
                 length = sum(counts.values())
                 total += length
                 docs.append((doc, c.id, c.source, c.kind, length))

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from ingest.chunking import chunk_document
 from ingest.errors import LoadError
+from ingest.lexical import term_counts
 from ingest.loaders import LoadLimits, check_pdf_parts, load
 from ingest.records import Chunk, Skip
 from ingest.state import file_sha256
@@ -123,8 +124,9 @@ def load_file(job: LoadJob) -> Loaded:
             return out  # touched, not changed
         loaded = load(Path(job.path), Path(job.root), job.limits, part=job.part, parts=job.parts)
         out.warnings = list(loaded.warnings)
+        # Counting each chunk's BM25 terms here, in the worker, takes it off the one writer process.
         chunks = [
-            c
+            replace(c, terms=term_counts(c.text))
             for doc in loaded.documents
             for c in chunk_document(doc, chunk_tokens=job.chunk_tokens, chunk_overlap=job.chunk_overlap)
         ]

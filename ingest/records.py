@@ -30,6 +30,9 @@ class Chunk:
     end: int
     tokens: int  # cl100k_base token count of text
     kind: str = "text"
+    # Its BM25 terms and their counts (`ingest.lexical.term_counts`), counted by the parse worker that
+    # made it, so that the one writer process does not; None: the lexical index counts them.
+    terms: dict[str, int] | None = field(default=None, compare=False, repr=False)
 
     def metadata(self) -> dict[str, Any]:
         """Chroma metadata (Chroma accepts no None values, so page 0 means "no page")."""

@@ -92,3 +92,27 @@ def test_parts_that_read_different_versions_of_a_pdf_are_not_joined() -> None:
     assert parsing._join([old, new], LoadLimits()) is None
     same = parsing._join([old, Loaded("manual.pdf", "a" * 64, 1000, 1.0, chunks=[], part=1, parts=2)], LoadLimits())
     assert same is not None and same.skipped == "no extractable text in PDF (scanned images?)"
+
+
+def test_chunks_whose_terms_a_worker_counted_rank_as_chunks_the_index_counts_itself(
+    tmp_path: Path, split_every_pdf: None
+) -> None:
+    from dataclasses import replace
+
+    from ingest.lexical import LexicalIndex
+
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    write_pdf(folder / "manual.pdf", _pages(4))
+    (folder / "notes.zh.txt").write_text("检索增强生成把文档切成小块。喝水很重要，咖啡也要适量。\n" * 8, encoding="utf-8")
+    (folder / "tips.md").write_text("# Grinding\n\nGrind finer when espresso shots run fast; studies agree.\n")
+    chunks = [c for loaded in _by_file(_jobs(folder), 2).values() for c in loaded.chunks or ()]
+    assert chunks and all(c.terms for c in chunks)
+
+    counted = LexicalIndex.open(tmp_path / "counted", "docs")
+    recounted = LexicalIndex.open(tmp_path / "recounted", "docs")
+    counted.add(chunks)
+    recounted.add([replace(c, terms=None) for c in chunks])
+    for query in ("espresso routine step", "studies grinding", "检索", "水", "咖啡 适量"):
+        found = counted.search(query, 5)
+        assert found and found == recounted.search(query, 5), query
