@@ -73,6 +73,10 @@ class ExactSearch:
         best = best[np.lexsort((best, -scores[best]))][:n]
         return [rows.ids[i] for i in best]
 
+    def covers_index(self) -> bool:
+        """Whether `nearest` searches the index here (it is small enough and its copy complete)."""
+        return self._current() is not None
+
     def _current(self) -> _Rows | None:
         with self._lock:
             version = self._state.data_version()
