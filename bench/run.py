@@ -208,6 +208,11 @@ def bench_tool(tool: str, corpus: corpora.Corpus, questions: Path, server: Count
             continue
         phases[name] = query_phase(query_argv(tool, db, server.url, questions, mode), server, sizes)
         log(f"{corpus.name} {tool} {name}", phases[name])
+    if corpus.name == "synthetic" and tool == "rag" and not sizes.floor_on_synthetic and not BUDGET.exhausted():
+        # The floor does not index this corpus (time budget), so its query program asks rag's index: what
+        # Chroma alone costs per query, and in memory, on this index (rag's HNSW settings).
+        phases["query_chroma_alone"] = query_phase(query_argv("floor", db, server.url, questions), server, sizes)
+        log(f"{corpus.name} {tool} query_chroma_alone", phases["query_chroma_alone"])
     if corpus.name == "synthetic" and BUDGET.exhausted():
         phases["edited_rerun"] = SKIPPED
     elif corpus.name == "synthetic":
