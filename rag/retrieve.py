@@ -219,6 +219,7 @@ def _search_once(
         return qvec, [] if mode == "bm25" else _nearest_ids(store, exact, qvec, pool, sources, kind_list)
 
     lex: list[tuple[str, float]] = []
+    known: dict[str, StoredChunk] = {}
     if mode != "dense" and lexical is not None and not (exact is not None and exact.covers_index()):
         # On a large index, BM25 needs no embedding: this thread runs it while a worker embeds the query
         # and runs Chroma's search, an HTTP round trip and HNSW, neither holding the GIL (95k chunks:
@@ -226,6 +227,8 @@ def _search_once(
         # for the GIL (6.8 ms against 4.7).
         dense_run = _DENSE_WORKERS.submit(embed_and_find)
         lex = lexical.search(query, pool, sources=sources, kinds=kind_list)
+        # BM25 is done before the dense side: read its candidates meanwhile (SQLite lets go of the GIL).
+        known = state.passages([cid for cid, _ in lex])
         qvec, dense_ids = dense_run.result()
     else:
         # On an index the exact search covers, the dense side is the round trip and a 0.2 ms product:
@@ -235,7 +238,7 @@ def _search_once(
             lex = lexical.search(query, pool, sources=sources, kinds=kind_list)
         qvec, dense_ids = embed_and_find()
 
-    by_id = _candidates(store, state, dense_ids + [cid for cid, _ in lex])
+    by_id = _candidates(store, state, dense_ids + [cid for cid, _ in lex], known)
     dense = [by_id[cid] for cid in dense_ids if cid in by_id]
     cands = list(by_id.values())
     if not cands:
@@ -283,8 +286,10 @@ def _nearest_ids(store: Store, exact: ExactSearch | None, qvec: np.ndarray, n: i
     return [c.id for c in store.query(qvec, n, chroma_where(sources, kinds), with_text=False, with_embeddings=False)]
 
 
-def _candidates(store: Store, state: IndexState, ids: Sequence[str]) -> dict[str, StoredChunk]:
-    """The committed chunks among ``ids``, with text and vector, in the order given.
+def _candidates(store: Store, state: IndexState, ids: Sequence[str],
+                known: dict[str, StoredChunk] | None = None) -> dict[str, StoredChunk]:
+    """The committed chunks among ``ids``, with text and vector, in the order given (``known``: some of
+    them already read from the state in this search).
 
     Only chunks that committed file records own: a batch being written, or chunks it replaced, are
     never returned, so a reader sees each file whole, as of one commit. They come from the state's
@@ -293,7 +298,8 @@ def _candidates(store: Store, state: IndexState, ids: Sequence[str]) -> dict[str
     left out, and `search` runs again, since the writer's commit changed the state.
     """
     ids = list(dict.fromkeys(ids))
-    found = state.passages(ids)
+    found = dict(known or {})
+    found.update(state.passages([cid for cid in ids if cid not in found]))
     rest = [cid for cid in ids if cid not in found]
     if rest:
         owners = state.lexical.owners(rest)
