@@ -178,7 +178,8 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
     else:
         add("1%-edited re-run of the synthetic corpus", None, None)
     peaks: list[float] = [ph["peak_tree_rss_mb"] for entry in corpora.values()
-             for ph in (_get(entry, "tools", "rag") or {}).values() if isinstance(ph, dict) and ph.get("ok")]
+             for name, ph in (_get(entry, "tools", "rag") or {}).items()
+             if isinstance(ph, dict) and ph.get("ok") and name != "query_chroma_alone"]
     alone = tool("synthetic", "rag", "query_chroma_alone")
     alone = alone if alone and alone.get("ok") else None
     if peaks:
