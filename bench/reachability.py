@@ -11,7 +11,12 @@ hardest case for HNSW: many near-identical vectors) on
 plus the query latency of each setting (p50 of 200 dense queries through Chroma). Writes
 bench/results/reachability.json; `bench/reliability_report.py` folds it into reliability.md.
 
-    python bench/reachability.py [--quick]
+``--ef-search 400,200,100`` measures instead what ``ef_search`` alone does: NFCorpus and the synthetic
+folder are built once with rag's settings, then every chunk is searched for at each value, on the same
+graph (each value in a fresh process: Chroma applies a changed ``ef_search`` when it loads the
+collection). Writes bench/results/reachability-ef.json.
+
+    python bench/reachability.py [--quick] [--ef-search 400,200,100]
 """
 
 from __future__ import annotations
@@ -110,11 +115,52 @@ def killed_update(folder: Path, db: Path, server: OllamaServer, hnsw: dict[str, 
     build(folder, db, server, hnsw)
 
 
+def reach_at(db: Path, ef_search: int) -> dict[str, Any]:
+    """`reach` of the index in ``db`` with ``ef_search``, in a fresh process."""
+    done = subprocess.run([sys.executable, __file__, "--reach-at", str(db), str(ef_search)],
+                          capture_output=True, text=True, check=True)
+    return {"ef_search": ef_search, **json.loads(done.stdout.strip().splitlines()[-1])}
+
+
+def ef_sweep(values: list[int], quick: bool) -> None:
+    results: dict[str, Any] = {"quick": quick, "settings": RAG_HNSW, "ef_search": values}
+    work = Path(tempfile.mkdtemp(prefix="rag-reach-ef-"))
+    try:
+        with OllamaServer("hash") as server:
+            folders = {"synthetic_fresh": synthetic_folder(work / "syn", 300 if quick else 1500)}
+            if NFCORPUS.exists():
+                folders["nfcorpus_fresh"] = nfcorpus_folder(work / "nfcorpus", 500 if quick else None)
+            for name, folder in folders.items():
+                db = work / f"db-{name}"
+                build(folder, db, server, RAG_HNSW)
+                results[name] = [reach_at(db, value) for value in values]
+                print(name, json.dumps(results[name]), flush=True)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    path = RESULTS.with_name("reachability-ef.json")
+    path.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    print(f"wrote {path}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--child", nargs=3)
+    ap.add_argument("--ef-search", default=None, help="comma-separated ef_search values, one graph")
+    ap.add_argument("--reach-at", nargs=2, help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.reach_at:  # one ef_search value on a built index, in its own process
+        db, value = Path(args.reach_at[0]), int(args.reach_at[1])
+        settings = IndexSettings.resolve(host="http://127.0.0.1:9", db=db)
+        import chromadb  # before rag opens the store: the value applies when the collection is loaded
+
+        chromadb.PersistentClient(str(db)).get_collection(settings.collection).modify(
+            configuration={"hnsw": {"ef_search": value}})
+        print(json.dumps(reach(settings)))
+        return
+    if args.ef_search:
+        ef_sweep([int(v) for v in args.ef_search.split(",")], args.quick)
+        return
     if args.child:  # the run that gets killed
         hnsw = json.loads(os.environ["RAG_BENCH_HNSW"])
         ingest.store.HNSW.clear()

@@ -52,13 +52,17 @@ FINGERPRINT_KEYS = (
 # Chroma's HNSW graph, for collections created from now on (an existing collection keeps its
 # construction settings). A chunk must be found by its own vector (`ingest.verify`): on the synthetic
 # folder of bench/reachability.py (near-duplicate vectors, the hard case) Chroma's defaults (16 / 100 /
-# ef_search 100) missed 0.57% of chunks on a fresh build, 16 / 200 / 400 0.09%, these 24 / 200 / 400
+# ef_search 100) missed 0.57% of chunks on a fresh build, 16 / 200 / 400 0.09%, 24 / 200 / 400
 # 0.05%, and at most 0.01% after edits (bench/results/reliability.md). A denser graph costs every
 # insert, more as it grows: 64 / 400 took 6.1 ms per vector at 40k vectors, 32 / 200 4.2 ms, 16 / 100 1.3 ms.
+# ef_search is a search width, not part of the graph: on the same graphs, 200 left one chunk more
+# unreachable than 400 (NFCorpus 2 of 4,749 against 1; the synthetic folder 3 of 7,516 against 2;
+# 100: 2 and 13; bench/results/reachability-ef.json), and Chroma's search took 4.9 ms instead of 7.0
+# at 100k vectors (bench/results/ef_search.json), the most of a query on a large index.
 # sync_threshold: Chroma persists the graph every this many writes, and each process that opens the
 # store replays the writes not yet persisted (up to 999 inserts at Chroma's 1000: seconds at 100k
 # chunks, paid again by every `rag ask` until the next write).
-HNSW = {"space": "cosine", "max_neighbors": 24, "ef_construction": 200, "ef_search": 400, "sync_threshold": 200}
+HNSW = {"space": "cosine", "max_neighbors": 24, "ef_construction": 200, "ef_search": 200, "sync_threshold": 200}
 # The chunk's text is a metadata value, not a Chroma document: Chroma indexes every document for its
 # full-text search (FTS5 trigrams), which rag never uses (BM25 is `ingest.lexical`), and that index was
 # 60% of the cost of a write (1.32 -> 0.77 ms per chunk on NFCorpus) and 40% of the file. Texts an
