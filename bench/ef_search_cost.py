@@ -51,9 +51,8 @@ def measure(path: Path, ef_search: int) -> dict[str, float]:
     import chromadb
     import numpy as np
 
-    client = chromadb.PersistentClient(str(path))
-    client.get_collection(NAME).modify(configuration={"hnsw": {"ef_search": ef_search}})
     collection = chromadb.PersistentClient(str(path)).get_collection(NAME)
+    collection.modify(configuration={"hnsw": {"ef_search": ef_search}})  # before the first query loads it
     queries = np.random.default_rng(1).standard_normal((QUERIES, DIM)).astype(np.float32)
     queries /= np.linalg.norm(queries, axis=1, keepdims=True)
     for q in queries[:5]:
