@@ -63,6 +63,10 @@ FINGERPRINT_KEYS = (
 # store replays the writes not yet persisted (up to 999 inserts at Chroma's 1000: seconds at 100k
 # chunks, paid again by every `rag ask` until the next write).
 HNSW = {"space": "cosine", "max_neighbors": 24, "ef_construction": 200, "ef_search": 200, "sync_threshold": 200}
+# The search width rag gave new collections before it was 200. Unlike the graph's settings, the width
+# can change after creation: the writer narrows it on its next run (`Store.open(create=True)`). Any
+# other width was chosen by someone else and is left as it is.
+PREVIOUS_EF_SEARCH = 400
 # The chunk's text is a metadata value, not a Chroma document: Chroma indexes every document for its
 # full-text search (FTS5 trigrams), which rag never uses (BM25 is `ingest.lexical`), and that index was
 # 60% of the cost of a write (1.32 -> 0.77 ms per chunk on NFCorpus) and 40% of the file. Texts an
@@ -117,6 +121,14 @@ def _chroma_client(db: Path, chroma_url: str | None = None, token: str | None = 
         return chromadb.HttpClient(host=url.hostname, port=port, ssl=url.scheme == "https", headers=headers,
                                    settings=settings)
     return chromadb.PersistentClient(path=str(db), settings=settings)
+
+
+def _narrow_search_width(col: Any) -> None:
+    """Give a collection made at rag's previous search width today's (it applies to each process that
+    opens the collection from then on): no re-embedding, unlike ``--rebuild``."""
+    hnsw = (col.configuration or {}).get("hnsw") or {}
+    if hnsw.get("ef_search") == PREVIOUS_EF_SEARCH != HNSW["ef_search"]:
+        when_unlocked(lambda: col.modify(configuration={"hnsw": {"ef_search": HNSW["ef_search"]}}))
 
 
 def chroma_files(db: Path) -> list[Path]:
@@ -204,6 +216,7 @@ class Store:
                     col = when_unlocked(lambda: client.get_or_create_collection(
                         collection, configuration={"hnsw": dict(HNSW)}, embedding_function=None
                     ))
+                    _narrow_search_width(col)
                 else:
                     col = when_unlocked(lambda: client.get_collection(collection, embedding_function=None))
         except RagError:

@@ -19,6 +19,7 @@ from chroma_server import ChromaServer
 from ingest.errors import IndexLocked, StoreError
 from ingest.indexer import open_store
 from ingest.lock import WriterLock
+from ingest.store import HNSW, PREVIOUS_EF_SEARCH
 from rag.api import RAG
 
 SAMPLE = Path(__file__).resolve().parent.parent / "sample_docs"
@@ -96,6 +97,39 @@ def test_hybrid_results_match_the_embedded_store(chroma_server, ollama_server, t
         for question in ("How do I install Tidepool?", "什么是检索增强生成？", "num_ctx truncation", "onboarding week one"):
             assert ([(h.id, h.score) for h in embedded.search(question)]
                     == [(h.id, h.score) for h in server.search(question)])
+
+
+def chroma_client(chroma: str | None, db: Path):
+    import chromadb
+    from chromadb.config import Settings
+
+    settings = Settings(anonymized_telemetry=False)
+    if chroma is None:
+        return chromadb.PersistentClient(path=str(db), settings=settings)
+    host, port = chroma.removeprefix("http://").split(":")
+    return chromadb.HttpClient(host=host, port=int(port), settings=settings)
+
+
+def search_width(chroma: str | None, db: Path, collection: str) -> int:
+    return chroma_client(chroma, db).get_collection(collection).configuration["hnsw"]["ef_search"]
+
+
+def test_the_next_index_run_narrows_the_previous_search_width_and_keeps_a_chosen_one(store_mode, ollama_server,
+                                                                                     tmp_path, collection):
+    """Collections made while rag searched at ef_search 400 get today's width from the next `rag index`,
+    with nothing re-embedded; a width someone set by hand stays."""
+    docs = copy_docs(tmp_path / "docs")
+    db = tmp_path / "db"
+    with kb_for(store_mode, db, ollama_server.url, collection) as kb:
+        kb.index(docs)
+    assert search_width(store_mode, db, collection) == HNSW["ef_search"] == 200
+    for before, after in ((PREVIOUS_EF_SEARCH, 200), (300, 300)):
+        chroma_client(store_mode, db).get_collection(collection).modify(configuration={"hnsw": {"ef_search": before}})
+        with kb_for(store_mode, db, ollama_server.url, collection) as kb:
+            report = kb.index(docs)
+            assert report.embed_requests == 0 and len(report.unchanged) == len(list(SAMPLE.iterdir()))
+            assert kb.search("How do I install Tidepool?", k=1)[0].source.startswith("tidepool")
+        assert search_width(store_mode, db, collection) == after
 
 
 def test_the_writer_lock_holds_across_clients_of_one_server(chroma_server, ollama_server, tmp_path, collection):
