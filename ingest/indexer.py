@@ -160,7 +160,7 @@ class Indexer:
         self.report = IndexReport()
         self.store = store or open_store(settings, create=True)
         self.state, damaged = open_or_replace_state(cache_dir(settings), settings.collection)
-        self.state.use_write_cache(WRITE_CACHE_MB)
+        self.state.use_cache(WRITE_CACHE_MB)
         if damaged:
             self.report.warnings.append(Skip(damaged, "the index state was unreadable; moved aside and rebuilt"))
         self.embedder = EmbedderPool(settings)

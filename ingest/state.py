@@ -196,7 +196,7 @@ class IndexState:
     def close(self) -> None:
         self._conn.close()
 
-    def use_write_cache(self, megabytes: int) -> None:
+    def use_cache(self, megabytes: int) -> None:
         """Let this connection's page cache grow to ``megabytes`` (memory is taken only as pages are used)."""
         with self._errors("configure"):
             self._conn.execute(f"PRAGMA cache_size = -{int(megabytes) * 1024}")
