@@ -417,9 +417,10 @@ def open_read_state(settings: Settings, store: Store) -> IndexState:
     state: IndexState | None = None
     if not settings.index.chroma_url:
         state = IndexState.open(cache_dir(settings.index), settings.collection, create=False)
-        if not (state.chunk_count() > 0 or store.count() == 0):
+        if state.chunk_count() == 0 and store.count() > 0:
             state.close()  # lost or never written (an index from an older version): rebuild it from the store
             state = None
-    state = state or sync_cache(settings.index, store)
+    if state is None:
+        state = sync_cache(settings.index, store)
     state.use_cache(READ_CACHE_MB)
     return state
