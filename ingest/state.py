@@ -56,6 +56,12 @@ STATE_SUFFIX = ".state.sqlite"
 # the table existed lacks it until the state is rebuilt from the store (the next `rag index`, or a
 # server cache's next sync); readers meanwhile read what is missing from Chroma.
 PASSAGES_READY = "passages_copied"
+# SQLite's page cache per connection (its default is 2 MB; memory is taken only as pages are used).
+# A writer keeps the postings pages a commit touches until it ends instead of spilling them (at 60k
+# chunks: 6.5 s vs 8.1 s for 3,800 chunks). A reader keeps the upper levels of the postings B-tree
+# between searches, where a BM25 lookup is a seek: at 317,059 chunks (a 3.4 GB file), 6 interleaved
+# rounds of 400 hybrid searches had p50 and p95 each lower in 5 of 6 (median -1.0 ms of ~15 and ~25).
+PAGE_CACHE_MB = 64
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS files (source TEXT PRIMARY KEY, sha256 TEXT NOT NULL, size INTEGER NOT NULL,
@@ -169,6 +175,7 @@ class IndexState:
             conn = sqlite3.connect(path, check_same_thread=False, timeout=30, isolation_level=None)
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute(f"PRAGMA cache_size = -{PAGE_CACHE_MB * 1024}")
             state = cls._fresh(conn, path)
             _private_file(path)
             return state
@@ -195,11 +202,6 @@ class IndexState:
 
     def close(self) -> None:
         self._conn.close()
-
-    def use_cache(self, megabytes: int) -> None:
-        """Let this connection's page cache grow to ``megabytes`` (memory is taken only as pages are used)."""
-        with self._errors("configure"):
-            self._conn.execute(f"PRAGMA cache_size = -{int(megabytes) * 1024}")
 
     # -- transactions --------------------------------------------------------------------------
 

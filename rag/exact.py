@@ -3,9 +3,9 @@
 Chroma's HNSW search is approximate and, at the width rag needs to reach every chunk (`ef_search`
 400 when this was measured, 200 now: `ingest.store.HNSW`), it is most of a dense query: 3.2 ms for
 the 30 nearest of 4,749 chunks here, where a numpy product over all of them takes 0.15 ms and misses
-nothing. Up to `EXACT_SEARCH_MAX_CHUNKS` chunks
-(about 30 MB of float32 at 768 dimensions) a search ranks every chunk exactly, from the vectors in the
-index state's copy; above it, or while that copy is incomplete, Chroma's HNSW search is used.
+nothing. Up to `EXACT_SEARCH_MAX_CHUNKS` chunks (about 30 MB of float32 at 768 dimensions) a search
+ranks every chunk exactly, from the vectors in the index state's copy; above it, or while that copy
+is incomplete, Chroma's HNSW search is used.
 
 The matrix is read as of one commit and read again once another connection has committed since
 (SQLite's ``data_version``), so it never holds a chunk the state does not own.

@@ -49,12 +49,6 @@ KIND_ALIASES = {
 
 # A search that a writer's commit overlapped is run again, at most this many times in all (`search`).
 SEARCH_ATTEMPTS = 3
-# A reader's SQLite page cache (SQLite's default is 2 MB; memory is taken only as pages are read). At
-# 317,059 chunks the state file is 3.4 GB, and a BM25 lookup is a B-tree seek: with 2 MB the upper
-# levels of the postings tree do not stay cached between searches. 64 MB against 2 MB there, 6
-# interleaved rounds of 400 hybrid searches: p50 lower in 5 of 6 rounds (median -1.0 ms of ~15), p95
-# lower in 5 of 6 (median -1.0 ms of ~25).
-READ_CACHE_MB = 64
 # Queries are embedded and their nearest chunks found here while BM25 runs (`search`); threads start
 # on first use.
 _DENSE_WORKERS = ThreadPoolExecutor(max_workers=4, thread_name_prefix="rag-dense")
@@ -414,13 +408,9 @@ class Retriever:
 def open_read_state(settings: Settings, store: Store) -> IndexState:
     """The state a reader uses: the file beside the embedded store, or this machine's cache of a
     Chroma server's index, brought up to date first when another client has written since."""
-    state: IndexState | None = None
     if not settings.index.chroma_url:
         state = IndexState.open(cache_dir(settings.index), settings.collection, create=False)
-        if state.chunk_count() == 0 and store.count() > 0:
-            state.close()  # lost or never written (an index from an older version): rebuild it from the store
-            state = None
-    if state is None:
-        state = sync_cache(settings.index, store)
-    state.use_cache(READ_CACHE_MB)
-    return state
+        if state.chunk_count() > 0 or store.count() == 0:
+            return state
+        state.close()  # lost or never written (an index from an older version): rebuild it from the store
+    return sync_cache(settings.index, store)

@@ -19,7 +19,7 @@ from chroma_server import ChromaServer
 from ingest.errors import IndexLocked, StoreError
 from ingest.indexer import open_store
 from ingest.lock import WriterLock
-from ingest.store import HNSW, PREVIOUS_EF_SEARCH
+from ingest.store import HNSW, PREVIOUS_EF_SEARCH, _chroma_client
 from rag.api import RAG
 
 SAMPLE = Path(__file__).resolve().parent.parent / "sample_docs"
@@ -99,19 +99,8 @@ def test_hybrid_results_match_the_embedded_store(chroma_server, ollama_server, t
                     == [(h.id, h.score) for h in server.search(question)])
 
 
-def chroma_client(chroma: str | None, db: Path):
-    import chromadb
-    from chromadb.config import Settings
-
-    settings = Settings(anonymized_telemetry=False)
-    if chroma is None:
-        return chromadb.PersistentClient(path=str(db), settings=settings)
-    host, port = chroma.removeprefix("http://").split(":")
-    return chromadb.HttpClient(host=host, port=int(port), settings=settings)
-
-
 def search_width(chroma: str | None, db: Path, collection: str) -> int:
-    return chroma_client(chroma, db).get_collection(collection).configuration["hnsw"]["ef_search"]
+    return _chroma_client(db, chroma).get_collection(collection).configuration["hnsw"]["ef_search"]
 
 
 def test_the_next_index_run_narrows_the_previous_search_width_and_keeps_a_chosen_one(store_mode, ollama_server,
@@ -124,7 +113,7 @@ def test_the_next_index_run_narrows_the_previous_search_width_and_keeps_a_chosen
         kb.index(docs)
     assert search_width(store_mode, db, collection) == HNSW["ef_search"] == 200
     for before, after in ((PREVIOUS_EF_SEARCH, 200), (300, 300)):
-        chroma_client(store_mode, db).get_collection(collection).modify(configuration={"hnsw": {"ef_search": before}})
+        _chroma_client(db, store_mode).get_collection(collection).modify(configuration={"hnsw": {"ef_search": before}})
         with kb_for(store_mode, db, ollama_server.url, collection) as kb:
             report = kb.index(docs)
             assert report.embed_requests == 0 and len(report.unchanged) == len(list(SAMPLE.iterdir()))
