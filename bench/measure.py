@@ -3,7 +3,8 @@ counting the embedding requests and inputs it answers.
 
 Peak RSS is taken two ways: `wait4`'s `ru_maxrss` (the largest single process of the tool, its waited-for
 children included) and the sum over the tool's whole process tree, sampled from /proc every 250 ms
-(what a process pool really costs). The targets use the tree's peak.
+(what a process pool really costs). The targets use the tree's peak. The tree's PSS is sampled with it:
+the sum of RSS counts a page that forked workers share once per process, PSS splits it between them.
 """
 
 from __future__ import annotations
@@ -92,6 +93,7 @@ class Run:
     error: str = ""
     peak_rss_mb: float = 0.0  # largest single process (wait4 ru_maxrss)
     peak_tree_rss_mb: float = 0.0  # sum over the process tree, sampled
+    peak_tree_pss_mb: float = 0.0  # the same tree's proportional set size, sampled
     embed_requests: int = 0
     embed_inputs: int = 0
 
@@ -104,6 +106,7 @@ class Run:
         out.update({k: len(v) for k, v in self.output.items() if isinstance(v, list) and k != "latencies_ms"})
         return {"seconds": round(self.seconds, 3), "ok": self.ok, "error": self.error,
                 "peak_rss_mb": round(self.peak_rss_mb, 1), "peak_tree_rss_mb": round(self.peak_tree_rss_mb, 1),
+                "peak_tree_pss_mb": round(self.peak_tree_pss_mb, 1),
                 "embed_requests": self.embed_requests, "embed_inputs": self.embed_inputs, "output": out}
 
 
@@ -121,17 +124,30 @@ def _children_map() -> dict[int, list[int]]:
     return children
 
 
-def tree_rss(root: int) -> int:
-    """Resident bytes of `root` and all its descendants."""
-    children, total, stack = _children_map(), 0, [root]
+def tree_memory(root: int) -> tuple[int, int]:
+    """Resident bytes (RSS, PSS) of `root` and all its descendants; PSS falls back to RSS where
+    /proc/PID/smaps_rollup cannot be read."""
+    children, rss, pss, stack = _children_map(), 0, 0, [root]
     while stack:
         pid = stack.pop()
-        try:
-            total += int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * PAGE
-        except (OSError, IndexError, ValueError):
-            pass
         stack.extend(children.get(pid, ()))
-    return total
+        try:
+            resident = int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * PAGE
+        except (OSError, IndexError, ValueError):
+            continue
+        rss += resident
+        pss += _pss(pid, resident)
+    return rss, pss
+
+
+def _pss(pid: int, fallback: int) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            if line.startswith("Pss:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, IndexError, ValueError):
+        pass
+    return fallback
 
 
 def run(argv: list[str], env: dict[str, str], timeout: float, server: CountingServer | None = None,
@@ -141,11 +157,12 @@ def run(argv: list[str], env: dict[str, str], timeout: float, server: CountingSe
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         start = time.perf_counter()
         proc = subprocess.Popen(argv, stdout=out, stderr=err, env=env, cwd=cwd, start_new_session=True)
-        peak, done = [0], threading.Event()
+        peak, done = [0, 0], threading.Event()
 
         def sample() -> None:
             while not done.wait(SAMPLE_SECONDS):
-                peak[0] = max(peak[0], tree_rss(proc.pid))
+                rss, pss = tree_memory(proc.pid)
+                peak[:] = max(peak[0], rss), max(peak[1], pss)
 
         def kill() -> None:
             try:
@@ -170,7 +187,8 @@ def run(argv: list[str], env: dict[str, str], timeout: float, server: CountingSe
         out.seek(0)
         err.seek(0)
         stdout, stderr = out.read().decode("utf-8", "replace"), err.read().decode("utf-8", "replace")
-    result = Run(argv, seconds, proc.returncode, peak_rss_mb=usage.ru_maxrss / 1024, peak_tree_rss_mb=peak[0] / 2**20)
+    result = Run(argv, seconds, proc.returncode, peak_rss_mb=usage.ru_maxrss / 1024, peak_tree_rss_mb=peak[0] / 2**20,
+                 peak_tree_pss_mb=peak[1] / 2**20)
     if seconds >= timeout:
         result.error = f"timed out after {timeout:.0f} s"
     elif proc.returncode != 0:

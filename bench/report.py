@@ -115,6 +115,13 @@ def corpus_table(name: str, entry: dict[str, Any]) -> list[str]:
                 return f"{_fmt(ph['peak_tree_rss_mb'])} ({_fmt(ph['peak_rss_mb'])})" if ph and "peak_rss_mb" in ph else "–"
             row(f"peak RSS MB, {label}: process tree (largest process)", rss,
                 lambda p, phase=phase: _get(p.get(phase) or p.get("query"), "peak_tree_rss_mb"))
+    for phase, label in (("first_ingest", "first ingest"), ("query_hybrid", "queries")):
+        if any("peak_tree_pss_mb" in (entry["tools"][t].get(phase) or entry["tools"][t].get("query") or {})
+               for t in tools):
+            def pss(p: dict[str, Any], phase: str = phase) -> str:
+                return _fmt(_get(p.get(phase) or p.get("query"), "peak_tree_pss_mb"))
+            row(f"peak PSS MB, {label}: process tree (shared pages split)", pss,
+                lambda p, phase=phase: _get(p.get(phase) or p.get("query"), "peak_tree_pss_mb"))
     alone = _get(entry, "tools", "rag", "query_chroma_alone")
     if alone and alone.get("ok"):
         lines += ["", f"Chroma alone on rag's index (bench/floor.py's query: embed, then `collection.query`, 5 results, "
