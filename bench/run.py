@@ -80,8 +80,9 @@ FULL = Sizes(None, 1000, True, 100_000, 1_000, False, False, 1000, 5400, 3)
 # on a slow machine. At 60, a slow machine (2026-12-02) reached the synthetic ingest with 45 minutes
 # left and cut it off at 279k of its 317k chunks, so that run measured no query at 250k+ chunks.
 FULL_BUDGET_MINUTES = 130
-# rag's first ingest of the 100k synthetic folder ran at 2.1x its per-file rate on the 1k one in both
-# full runs (2026-12-02, 2026-12-03) (a larger HNSW graph and state file); with the re-runs and queries after it.
+# Per file, rag's first ingest of the 100k synthetic folder took 2.1x as long as of the 1k one in both
+# full runs (2026-12-02 and -03: a larger HNSW graph and state file); 2.5 leaves room for the re-runs and
+# queries after it.
 SYNTHETIC_GROWTH = 2.5
 QUICK = Sizes(300, 60, False, 2_000, 500, True, True, 200, 600, 1)
 
