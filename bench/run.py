@@ -73,8 +73,8 @@ class Sizes:
 # for a cold machine.
 # A process may take an hour and a half: rag's first ingest of the synthetic corpus took 1,431 s on a
 # quiet machine, 2,395 s on a slow one, was cut off at the earlier limit of 2,400 s on a slower one, and
-# took 3,392 s (4 minutes under the next limit, 3,600 s) on 2026-12-03, when the whole machine ran at
-# half speed.
+# took 3,392 s on 2026-12-03, when the whole machine ran at half speed: 4 minutes under the limit of
+# 3,600 s it had then.
 FULL = Sizes(None, 1000, True, 100_000, 1_000, False, False, 1000, 5400, 3)
 # The whole run's budget: room for that hour and a half after the 20 minutes of NFCorpus and the PDFs
 # on a slow machine. At 60, a slow machine (2026-12-02) reached the synthetic ingest with 45 minutes
@@ -412,7 +412,8 @@ def synthetic_size(sizes: Sizes, small: dict[str, Any], fixed: bool) -> tuple[in
         return sizes.synthetic_files, ""
     files = max(1000, fits)
     predicted = SYNTHETIC_GROWTH * seconds_per_file * sizes.synthetic_files / 60
-    return files, (f"scaled down from {sizes.synthetic_files:,} to {files:,} files to fit the run's time budget: "
+    return files, (f"scaled down from {sizes.synthetic_files:,} to {files:,} files to fit the run's time budget "
+                   f"and one process's limit: "
                    f"rag's first ingest of {small['files']:,} files ran at {1000 * seconds_per_file:.1f} s per "
                    f"1,000 files, so {sizes.synthetic_files:,} files would need about {predicted:.0f} min")
 
